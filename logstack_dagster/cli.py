@@ -1,0 +1,295 @@
+"""The `logstack` command line.
+
+Every command reads its defaults from the environment (`KAFKA_BROKERS`, `KAFKA_TOPIC`,
+`LOGSTACK_HOME`, ...; see `settings.py`) and its flags override them. A user's mistake
+ends in one line on stderr naming the problem and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from logstack_dagster.errors import LogstackError
+from logstack_dagster.settings import Settings, load_settings
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(LogstackError):
+    """A bad flag or argument; its message names it."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings().with_overrides(
+            brokers=getattr(args, "brokers", None), topic=getattr(args, "topic", None),
+            partitions=getattr(args, "partitions", None))
+        return args.handler(args, settings) or 0
+    except KeyboardInterrupt:
+        print("logstack: interrupted", file=sys.stderr)
+        return 130
+    except LogstackError as exc:
+        print(f"logstack: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILED
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"logstack: error: {exc.strerror.lower()}: {exc.filename}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logstack",
+        description="Access logs into a Kafka topic, a Parquet lake and hourly DuckDB "
+                    "metrics, orchestrated by Dagster.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="the main job end to end on a sample or a log")
+    demo.add_argument("--log", type=Path, help="log file to use instead of a generated sample")
+    demo.add_argument("--lines", type=_positive_int, default=50_000,
+                      help="lines of the generated sample (default 50000)")
+    demo.add_argument("--fresh", action="store_true",
+                      help="delete the lake, metrics and Dagster history of LOGSTACK_HOME first")
+    _topic_flags(demo, partitions=True)
+    demo.set_defaults(handler=_demo)
+
+    broker = commands.add_parser("broker", help="start, stop or check the embedded broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.set_defaults(handler=_broker)
+
+    produce = commands.add_parser("produce", help="produce every line of a file to the topic")
+    produce.add_argument("file", type=Path, help="log file, or - for standard input")
+    _topic_flags(produce, partitions=True)
+    produce.set_defaults(handler=_produce)
+
+    flow = commands.add_parser("flow", help="run the dataflow from the topic into the lake")
+    flow.add_argument("--workers", "-w", type=_positive_int, default=1)
+    flow.add_argument("--follow", action="store_true",
+                      help="keep reading new records instead of exiting when caught up")
+    flow.add_argument("--format", help="log format (preset name or LogFormat string)")
+    _topic_flags(flow)
+    flow.set_defaults(handler=_flow)
+
+    parse = commands.add_parser("parse", help="parse lines and print one JSON object each")
+    parse.add_argument("file", nargs="?", default="-", help="log file, or - (default)")
+    parse.add_argument("--format", help="preset name or LogFormat string (default: detect)")
+    parse.set_defaults(handler=_parse)
+
+    query = commands.add_parser("query", help="run SQL over the lake and the metric tables")
+    query.add_argument("sql", help="SQL; views `requests` and `quarantine`, metric tables")
+    query.add_argument("--json", action="store_true", help="one JSON object per row")
+    query.add_argument("--csv", action="store_true", help="CSV with a header line")
+    query.set_defaults(handler=_query)
+
+    report = commands.add_parser("report", help="print the starter answers")
+    report.add_argument("--json", action="store_true", help="one JSON object")
+    report.add_argument("--top", type=_positive_int, default=20)
+    report.add_argument("--whois-timeout", type=float, default=2.0,
+                        help="seconds per owner-network lookup (default 2)")
+    report.set_defaults(handler=_report)
+
+    materialize = commands.add_parser(
+        "materialize", help="build the hourly metrics of every hour in the lake via Dagster")
+    _topic_flags(materialize)
+    materialize.set_defaults(handler=_materialize)
+
+    generate = commands.add_parser("generate", help="write a realistic sample access log")
+    generate.add_argument("--lines", type=_positive_int, default=50_000)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    generate.set_defaults(handler=_generate)
+    return parser
+
+
+def _topic_flags(parser: argparse.ArgumentParser, partitions: bool = False) -> None:
+    parser.add_argument("--brokers", help="Kafka bootstrap servers (default KAFKA_BROKERS)")
+    parser.add_argument("--topic", help="topic name (default KAFKA_TOPIC or 'requests')")
+    if partitions:
+        parser.add_argument("--partitions", type=_positive_int,
+                            help="partitions when creating the topic (default 2)")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.demo import run_demo
+
+    if args.log is not None and not args.log.is_file():
+        raise UserError(f"--log: no such file: {args.log}")
+    return run_demo(settings, log_file=args.log, lines=args.lines, fresh=args.fresh)
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.ingest import broker
+
+    if args.action == "start":
+        state = broker.start(settings.broker_dir)
+        print(f"embedded broker running on {state.address} (pid {state.pid})")
+    elif args.action == "stop":
+        stopped = broker.stop(settings.broker_dir)
+        print("embedded broker stopped" if stopped else "no embedded broker was running")
+    else:
+        state = broker.read_state(settings.broker_dir)
+        if state is None or not state.alive:
+            print("embedded broker: not running")
+            return EXIT_FAILED
+        print(f"embedded broker running on {state.address} (pid {state.pid})")
+    return 0
+
+
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.ingest import topic
+
+    cluster = topic.resolve_cluster(settings)
+    topic.wait_reachable(cluster)
+    partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+    started = time.monotonic()
+
+    def progress(count: int) -> None:
+        rate = count / max(time.monotonic() - started, 1e-6)
+        print(f"\r{count:,} lines, {rate:,.0f} lines/s", end="", file=sys.stderr)
+
+    if str(args.file) == "-":
+        count = topic.produce(cluster, settings.topic, topic.iter_lines(sys.stdin.buffer),
+                              partitions, progress)
+    else:
+        count = topic.produce_file(cluster, settings.topic, args.file, partitions, progress)
+    print(file=sys.stderr)
+    print(f"produced {count:,} lines to {settings.topic!r} on {cluster.brokers}")
+    return 0
+
+
+def _flow(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.streaming.run import FlowOptions, run_flow
+
+    if args.format:
+        _check_format(args.format)
+    summary = run_flow(settings, FlowOptions(workers=args.workers, follow=args.follow,
+                                             log_format=args.format))
+    print(f"ingested {summary['records']:,} records: {summary['rows']:,} rows, "
+          f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+    return 0
+
+
+def _parse(args: argparse.Namespace, settings: Settings) -> int:
+    fmt = _check_format(args.format) if args.format else settings.log_format
+    if args.file == "-":
+        _print_parsed(sys.stdin.buffer, fmt)
+    else:
+        with open(args.file, "rb") as stream:
+            _print_parsed(stream, fmt)
+    return 0
+
+
+def _print_parsed(stream, fmt, batch_size: int = 10_000) -> None:
+    """Print one JSON object per input line, in input order: fields, or the rejection."""
+    from itertools import islice
+
+    from logstack_dagster.ingest.topic import iter_lines
+    from logstack_dagster.parser import parse_lines
+
+    lines = iter_lines(stream)
+    number = 0
+    while batch := list(islice(lines, batch_size)):
+        result = parse_lines(batch, fmt)
+        fmt = fmt or result.format_name
+        out: dict[int, dict] = {}
+        for row in result.rows.to_pylist():
+            index = row.pop("line_index")
+            out[index] = row
+        for reject in result.rejects.to_pylist():
+            index = reject["line_index"]
+            out[index] = {"error": reject["message"], "reason": reject["reason"],
+                          "line_number": number + index + 1,
+                          "raw": batch[index].decode("utf-8", "backslashreplace")}
+        for index in range(len(batch)):
+            print(json.dumps(out[index], default=_json_value, ensure_ascii=False))
+        number += len(batch)
+
+
+def _json_value(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _check_format(spec: str):
+    from logstack_dagster.parser import resolve_format
+
+    try:
+        return resolve_format(spec)
+    except ValueError as exc:
+        raise UserError(f"--format: {exc}") from None
+
+
+def _query(args: argparse.Namespace, settings: Settings) -> int:
+    import duckdb
+
+    from logstack_dagster.lake.duck import connect
+    from logstack_dagster.lake.layout import Lake
+
+    conn = connect(Lake.open(settings.lake), settings.duckdb_path)
+    try:
+        cursor = conn.execute(args.sql)
+    except duckdb.Error as exc:
+        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    if cursor.description is None:
+        return 0
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    if args.json:
+        for row in rows:
+            print(json.dumps(dict(zip(names, row)), default=str))
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        from logstack_dagster.report.answers import text_table
+
+        print("\n".join(line[2:] for line in text_table(names, rows)))
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.report.run import print_report
+
+    print_report(settings, as_json=args.json, top=args.top, whois_timeout=args.whois_timeout)
+    return 0
+
+
+def _materialize(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.demo import materialize_lake
+
+    runs = materialize_lake(settings)
+    print(f"materialized the hourly metrics in {len(runs)} runs")
+    return 0
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.sample.generate import generate_lines, write_log
+
+    if args.output is None:
+        out = sys.stdout.buffer
+        for line in generate_lines(args.lines, seed=args.seed):
+            out.write(line + b"\n")
+        return 0
+    count = write_log(args.output, args.lines, seed=args.seed)
+    print(f"wrote {count:,} lines to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Every Dagster definition of logstack, gathered; nothing is defined here."""
+
+from dagster import Definitions, PipesSubprocessClient
+from dagster_duckdb import DuckDBResource
+
+from logstack_dagster.ingest.assets import raw_topic
+from logstack_dagster.ingest.resources import KafkaResource
+from logstack_dagster.ingest.sensors import raw_topic_sensor
+from logstack_dagster.lake.assets import ingest_job, requests_lake
+from logstack_dagster.lake.resources import LakeResource
+from logstack_dagster.metrics.assets import metric_assets
+from logstack_dagster.metrics.checks import parse_failure_share
+from logstack_dagster.metrics.schedules import hourly_metrics_job, hourly_metrics_schedule
+from logstack_dagster.settings import load_settings
+
+settings = load_settings()
+
+defs = Definitions(
+    assets=[raw_topic, requests_lake, *metric_assets],
+    asset_checks=[parse_failure_share],
+    jobs=[ingest_job, hourly_metrics_job],
+    schedules=[hourly_metrics_schedule],
+    sensors=[raw_topic_sensor],
+    resources={
+        "kafka": KafkaResource(
+            brokers=settings.brokers or "", topic=settings.topic, home=str(settings.home)),
+        "lake": LakeResource(uri=settings.lake),
+        "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
+        "pipes_subprocess_client": PipesSubprocessClient(),
+    },
+)

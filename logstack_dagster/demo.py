@@ -1,0 +1,143 @@
+"""The main job end to end, as `logstack demo` runs it.
+
+broker -> topic -> produce the log -> ingest run (Dagster, Bytewax) -> metrics runs
+(Dagster, DuckDB) -> the starter answers -> a count that every line is accounted for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from logstack_dagster.errors import LogstackError
+from logstack_dagster.settings import Settings
+
+# What `--fresh` removes from LOGSTACK_HOME: everything a demo run leaves behind.
+_DEMO_STATE = ("lake", "recovery", "dagster", "metrics.duckdb", "metrics.duckdb.wal", "sample")
+
+
+def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool) -> int:
+    """Run the demo; return the exit code (1 when the counts do not add up)."""
+    from logstack_dagster.ingest import topic
+    from logstack_dagster.materialize import open_instance, run_ingest
+    from logstack_dagster.report.run import print_report
+
+    if fresh:
+        for name in _DEMO_STATE:
+            _remove(settings.home / name)
+    elif (settings.home / "lake").exists():
+        raise LogstackError(f"{settings.home} already holds a lake; the demo counts from an "
+                        "empty one: pass --fresh to clear it, or set LOGSTACK_HOME elsewhere")
+    settings.home.mkdir(parents=True, exist_ok=True)
+
+    with _broker(settings) as cluster:
+        log_file = log_file or _sample(settings, lines)
+        with _step(f"creating topic {settings.topic!r} on {cluster.brokers}"):
+            partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+        with _step(f"producing {log_file}"):
+            produced = topic.produce_file(cluster, settings.topic, log_file, partitions)
+        _say(f"  {produced:,} lines in {partitions} partitions")
+
+        instance = open_instance(settings.dagster_home)
+        with _step("ingesting through Dagster (ingest_job runs the Bytewax dataflow)"):
+            ingested = run_ingest(instance)
+        _say(f"  {ingested['records']:,} records: {ingested['rows']:,} rows, "
+             f"{ingested['quarantined']:,} quarantined, {ingested['files']} Parquet files")
+        with _step("materializing the hourly metrics through Dagster"):
+            runs = materialize_lake(settings, instance)
+        _say(f"  {len(runs)} runs of hourly_metrics_job")
+
+        _say("")
+        print_report(settings, as_json=False, top=10, whois_timeout=2.0)
+        return _account(settings, produced)
+
+
+def materialize_lake(settings: Settings, instance=None) -> list[str]:
+    """Build the hourly metrics of every hour the current topic's lake holds."""
+    from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.manifest import Manifest
+    from logstack_dagster.materialize import lake_hours, open_instance, run_metrics
+
+    cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
+    commits = list(Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits())
+    instance = instance or open_instance(settings.dagster_home)
+    return run_metrics(instance, lake_hours(commits))
+
+
+def _account(settings: Settings, produced: int) -> int:
+    """Check that every produced line is a row or a quarantined line, exactly once."""
+    from logstack_dagster.lake.duck import connect
+    from logstack_dagster.lake.layout import Lake
+
+    conn = connect(Lake.open(settings.lake), None)
+    rows, quarantined, distinct = conn.execute("""
+        SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM quarantine),
+               (SELECT count(*) FROM (SELECT DISTINCT topic, "partition", "offset" FROM requests
+                UNION ALL SELECT DISTINCT topic, "partition", "offset" FROM quarantine))
+    """).fetchone()
+    _say("")
+    if rows + quarantined == produced == distinct:
+        _say(f"Every line accounted for: {produced:,} produced = {rows:,} rows "
+             f"+ {quarantined:,} quarantined.")
+        _say(f"Lake: {settings.lake}   metrics: {settings.duckdb_path}")
+        return 0
+    _say(f"COUNTS DO NOT ADD UP: {produced:,} produced, {rows:,} rows, "
+         f"{quarantined:,} quarantined, {distinct:,} distinct offsets")
+    return 1
+
+
+@contextmanager
+def _broker(settings: Settings):
+    """The cluster to use; starts the embedded broker and stops it after, when it is used."""
+    from logstack_dagster.ingest import broker, topic
+
+    if settings.brokers:
+        cluster = topic.resolve_cluster(settings)
+        topic.wait_reachable(cluster)
+        yield cluster
+        return
+
+    already = broker.read_state(settings.broker_dir)
+    with _step("starting the embedded broker (Tansu)"):
+        state = broker.start(settings.broker_dir)
+    _say(f"  listening on {state.address}")
+    try:
+        yield topic.resolve_cluster(settings)
+    finally:
+        if already is None or not already.alive:
+            broker.stop(settings.broker_dir)
+            _say("stopped the embedded broker")
+
+
+def _sample(settings: Settings, lines: int) -> Path:
+    from logstack_dagster.sample.generate import write_log
+
+    path = settings.home / "sample" / "access.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _step(f"generating a sample of {lines:,} lines"):
+        write_log(path, lines)
+    return path
+
+
+@contextmanager
+def _step(text: str):
+    started = time.monotonic()
+    _say(f"{text} ...")
+    yield
+    _say(f"  done in {time.monotonic() - started:.1f} s")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    sys.stdout.flush()

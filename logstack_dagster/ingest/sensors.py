@@ -1,0 +1,59 @@
+"""The sensor that launches an ingest run when the raw topic has records not yet ingested."""
+
+
+import json
+
+from dagster import (
+    DagsterRunStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from logstack_dagster.ingest.resources import KafkaResource
+from logstack_dagster.ingest.topic import BrokerUnreachable
+from logstack_dagster.lake.assets import ingest_job
+from logstack_dagster.lake.resources import LakeResource
+
+_ACTIVE = [
+    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@sensor(
+    job=ingest_job,
+    minimum_interval_seconds=30,
+    description=(
+        "Compares the raw topic's end offsets (broker metadata) with the offsets the "
+        "lake's manifest holds, and launches one ingest run when the topic is ahead. "
+        "The run key is made of the end offsets, so a tick never launches the same work "
+        "twice, and no run is launched while another ingest is queued or running."
+    ),
+)
+def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
+                     lake: LakeResource):
+    try:
+        ends = kafka.end_offsets()
+        cluster_id = kafka.cluster_id()
+    except BrokerUnreachable as exc:
+        return SkipReason(str(exc))
+
+    ingested = lake.manifest(cluster_id, kafka.topic).next_offsets()
+    behind = {p: end for p, end in ends.items() if end > ingested.get(p, 0)}
+    if not behind:
+        return SkipReason(f"topic {kafka.topic!r} has nothing new")
+
+    active = context.instance.get_run_records(
+        RunsFilter(job_name=ingest_job.name, statuses=_ACTIVE), limit=1)
+    if active:
+        return SkipReason(f"ingest run {active[0].dagster_run.run_id} is still in progress")
+
+    key = f"{cluster_id}/{kafka.topic}/" + ",".join(f"{p}:{e}" for p, e in sorted(ends.items()))
+    return SensorResult(
+        run_requests=[RunRequest(run_key=key, tags={"logstack/offsets": key})],
+        cursor=json.dumps({"cluster": cluster_id, "end_offsets": ends}),
+    )

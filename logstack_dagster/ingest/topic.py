@@ -1,0 +1,220 @@
+"""The raw topic: finding the broker, creating the topic, producing lines, reading offsets.
+
+Two clients, each where it is strongest: kafka-python for cheap metadata calls (topic
+creation, end offsets) and confluent-kafka's batching producer for throughput.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from logstack_dagster.errors import LogstackError
+from logstack_dagster.ingest import broker
+from logstack_dagster.settings import Settings
+
+READ_CHUNK = 1 << 20
+SPREAD = 1000
+
+# kafka-python names the same client settings differently from librdkafka.
+_KAFKA_PYTHON_NAMES = {
+    "security.protocol": "security_protocol",
+    "sasl.mechanism": "sasl_mechanism",
+    "sasl.username": "sasl_plain_username",
+    "sasl.password": "sasl_plain_password",
+    "ssl.ca.location": "ssl_cafile",
+}
+
+
+class BrokerUnreachable(LogstackError):
+    """No Kafka broker answered at the configured address."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A broker address list and the client settings needed to talk to it."""
+
+    brokers: str
+    security: dict[str, str]
+
+    def librdkafka_config(self, **extra: object) -> dict[str, object]:
+        """Settings for confluent-kafka clients (and the Bytewax connector)."""
+        return {"bootstrap.servers": self.brokers, **self.security, **extra}
+
+    def kafka_python_config(self) -> dict[str, object]:
+        """Settings for kafka-python clients."""
+        config: dict[str, object] = {"bootstrap_servers": self.brokers.split(",")}
+        for key, value in self.security.items():
+            config[_KAFKA_PYTHON_NAMES[key]] = value
+        return config
+
+
+def resolve_cluster(settings: Settings) -> Cluster:
+    """The cluster named by `KAFKA_BROKERS`, else the running embedded broker."""
+    if settings.brokers:
+        return Cluster(settings.brokers, dict(settings.kafka_security))
+
+    state = broker.read_state(settings.broker_dir)
+    if state is None or not state.alive:
+        raise BrokerUnreachable(
+            "no broker: set KAFKA_BROKERS to a Kafka or Redpanda address, or start the "
+            "embedded one with `logstack broker start`"
+        )
+    return Cluster(state.address, {})
+
+
+def wait_reachable(cluster: Cluster, timeout: float = 10.0) -> None:
+    """Return once a TCP connection to one of the brokers succeeds, else raise.
+
+    Retries with a growing pause, so a broker that is still starting is waited for.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.1
+    while True:
+        for address in cluster.brokers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                    return
+            except (OSError, ValueError):
+                continue
+        if time.monotonic() + pause > deadline:
+            raise BrokerUnreachable(
+                f"no Kafka broker answered at {cluster.brokers} within {timeout:g} s"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
+def ensure_topic(cluster: Cluster, topic: str, partitions: int) -> int:
+    """Create `topic` with `partitions` partitions unless it exists; return its count."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(**cluster.kafka_python_config(), request_timeout_ms=10_000)
+    try:
+        if topic not in admin.list_topics():
+            try:
+                admin.create_topics([NewTopic(topic, partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+        described = admin.describe_topics([topic])
+        return len(described[0]["partitions"])
+    finally:
+        admin.close()
+
+
+def topic_metadata(cluster: Cluster, topic: str, timeout: float = 10.0) -> tuple[str, int]:
+    """The cluster id and the partition count of `topic` (0 when it does not exist)."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient(cluster.librdkafka_config()).list_topics(topic, timeout=timeout)
+    found = metadata.topics.get(topic)
+    count = 0 if found is None or found.error is not None else len(found.partitions)
+    return metadata.cluster_id or "unknown-cluster", count
+
+
+def end_offsets(cluster: Cluster, topic: str) -> dict[int, int]:
+    """Next offset to be written, per partition, read from the broker's metadata.
+
+    Tansu's memory store answers ListOffsets with the base offset of the newest batch
+    plus one, which can be below the true end. It is never above it, and it always
+    moves past what was ingested once a new batch arrives, so comparing it with the
+    ingested offsets still tells whether there is new data. The exact end comes from the
+    dataflow's EOF, which uses the fetch high-water mark.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**cluster.kafka_python_config(), request_timeout_ms=10_000)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        offsets = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+        return {tp.partition: offset for tp, offset in offsets.items()}
+    finally:
+        consumer.close()
+
+
+def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """Every line of `stream` without its newline; a last line without one is kept."""
+    rest = b""
+    while chunk := stream.read(READ_CHUNK):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+def produce(
+    cluster: Cluster,
+    topic: str,
+    lines: Iterable[bytes],
+    partitions: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Produce each line as one record of raw bytes; return how many the broker took.
+
+    Runs of `SPREAD` consecutive lines go to one partition, then the next, so that the
+    partitions fill evenly and each holds stretches of the log in its original order.
+    Raises BrokerUnreachable when the broker refuses or loses records.
+    """
+    from confluent_kafka import KafkaException, Producer
+
+    failures: list[str] = []
+
+    def delivered(error, _message) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    producer = Producer(cluster.librdkafka_config(**{
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 500_000,
+        "compression.type": "lz4",
+        "enable.idempotence": False,
+        "message.timeout.ms": 30_000,
+    }))
+    sent = 0
+    for line in lines:
+        while True:
+            try:
+                producer.produce(topic, line, partition=(sent // SPREAD) % partitions,
+                                 on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+        if sent % 100_000 == 0:
+            producer.poll(0)
+            if progress is not None:
+                progress(sent)
+
+    try:
+        left = producer.flush(60)
+    except KafkaException as exc:
+        raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {exc}") from exc
+    if failures or left:
+        reason = failures[0] if failures else f"{left} records still queued after 60 s"
+        raise BrokerUnreachable(
+            f"the broker at {cluster.brokers} did not take every record of topic "
+            f"{topic!r}: {reason}"
+        )
+    if progress is not None:
+        progress(sent)
+    return sent
+
+
+def produce_file(
+    cluster: Cluster,
+    topic: str,
+    path: Path,
+    partitions: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Produce every line of the file at `path`; return the line count."""
+    with open(path, "rb") as stream:
+        return produce(cluster, topic, iter_lines(stream), partitions, progress)

@@ -1,0 +1,152 @@
+"""The manifest: the truth about which topic records the lake holds.
+
+Each flush of the dataflow's sink writes one commit record, a small JSON file named by
+the offset range it covers. Its files are first written under `_staging`, then the
+record is written (the commit point), then the files are moved into place. A crash
+before the record leaves only staging files, which the next run deletes; a crash after it
+leaves files that the next run moves. Records whose offsets are already committed are
+skipped, so a replay after a restart writes nothing twice.
+
+Records are kept per broker cluster id, so that a new embedded broker, whose offsets
+start again at 0, is not mistaken for the one before it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from logstack_dagster.lake.layout import MANIFEST, STAGING, Lake
+
+
+@dataclass
+class FileEntry:
+    """One Parquet file of a commit: its table, its hour and what it holds."""
+
+    table: str
+    path: str
+    hour: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class Commit:
+    """What one flush of one topic partition wrote."""
+
+    cluster: str
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    records: int
+    rows: int
+    quarantined: int
+    run_id: str
+    files: list[FileEntry] = field(default_factory=list)
+    committed_at: str = ""
+
+    @property
+    def batch_name(self) -> str:
+        return batch_name(self.cluster, self.topic, self.partition,
+                          self.first_offset, self.last_offset)
+
+    def to_json(self) -> bytes:
+        data = dict(self.__dict__, files=[f.__dict__ for f in self.files])
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, text: bytes) -> Commit:
+        data = json.loads(text)
+        data["files"] = [FileEntry(**f) for f in data["files"]]
+        return cls(**data)
+
+
+def batch_name(cluster: str, topic: str, partition: int, first: int, last: int) -> str:
+    """The stable name of a batch's files; the same records always get the same name."""
+    tag = f"{zlib.crc32(cluster.encode()):08x}"
+    return f"{topic}-{tag}-p{partition:03d}-{first:012d}-{last:012d}"
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Inclusive offset ranges, sorted, with overlapping and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+class Manifest:
+    """The commit records of one topic of one cluster in a lake."""
+
+    def __init__(self, lake: Lake, cluster: str, topic: str):
+        self.lake = lake
+        self.cluster = cluster
+        self.topic = topic
+
+    def _partition_dir(self, partition: int) -> str:
+        return self.lake.path(MANIFEST, self.cluster, self.topic, f"partition={partition}")
+
+    def commits(self, partition: int | None = None) -> Iterator[Commit]:
+        """Every commit record, of one partition or of all, in offset order per partition."""
+        if partition is None:
+            folders = self.lake.list_dirs(self.lake.path(MANIFEST, self.cluster, self.topic))
+        else:
+            folders = [self._partition_dir(partition)]
+        for folder in folders:
+            for path in self.lake.list_files(folder):
+                if path.endswith(".json"):
+                    with self.lake.fs.open_input_stream(path) as stream:
+                        yield Commit.from_json(stream.read())
+
+    def committed_ranges(self, partition: int) -> list[tuple[int, int]]:
+        """The offset ranges of `partition` already in the lake, merged and sorted."""
+        return merge_ranges((c.first_offset, c.last_offset) for c in self.commits(partition))
+
+    def next_offsets(self) -> dict[int, int]:
+        """Per partition, one past the highest committed offset: how far ingest has read."""
+        ends: dict[int, int] = {}
+        for commit in self.commits():
+            ends[commit.partition] = max(ends.get(commit.partition, 0), commit.last_offset + 1)
+        return ends
+
+    def commit(self, commit: Commit) -> None:
+        """Write the commit record; from here on the batch counts as in the lake."""
+        commit.committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        name = f"{commit.first_offset:012d}-{commit.last_offset:012d}.json"
+        self.lake.write_atomic(f"{self._partition_dir(commit.partition)}/{name}",
+                               commit.to_json())
+
+    def publish(self, commit: Commit) -> None:
+        """Move a committed batch's staged files into place; a no-op for files moved already."""
+        staged_root = self.lake.path(STAGING, commit.batch_name)
+        for entry in commit.files:
+            final = self.lake.path(entry.path)
+            staged = f"{staged_root}/{entry.path}"
+            if self.lake.exists(staged):
+                self.lake.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+                self.lake.fs.move(staged, final)
+        if self.lake.exists(staged_root):
+            self.lake.fs.delete_dir(staged_root)
+
+    def recover(self, partition: int) -> int:
+        """Finish or undo what a crash interrupted for `partition`; return batches undone."""
+        committed = {c.batch_name: c for c in self.commits(partition)}
+        prefix = batch_name(self.cluster, self.topic, partition, 0, 0).rsplit("-", 2)[0] + "-"
+        undone = 0
+        for staged in self.lake.list_dirs(self.lake.path(STAGING)):
+            name = staged.rsplit("/", 1)[1]
+            if not name.startswith(prefix):
+                continue
+            if name in committed:
+                self.publish(committed[name])
+            else:
+                self.lake.fs.delete_dir(staged)
+                undone += 1
+        return undone

@@ -1,0 +1,147 @@
+"""The hourly metric tables: their columns and the SQL that fills one hour of each.
+
+Every table has an `hour` column (the UTC start of the hour, TIMESTAMPTZ). Building an
+hour deletes that hour's rows and inserts them anew in one transaction, so building it
+twice leaves the same table, and no other hour is touched.
+
+In each query `hour_rows` is that hour's parsed rows and `hour_quarantine` its
+quarantined lines (views set up by `build_hour`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from logstack_dagster.lake.duck import hour_files, parquet_source
+from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake
+from logstack_dagster.lake.schema import rows_schema
+from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
+
+TOP_N = 100
+
+
+@dataclass(frozen=True)
+class MetricTable:
+    """One hourly metric table: its name, its grain, its columns and how to fill an hour."""
+
+    name: str
+    grain: str
+    columns: str
+    select: str
+
+
+TRAFFIC = MetricTable(
+    name="hourly_traffic",
+    grain="one row per hour",
+    columns="requests BIGINT, unique_ips BIGINT, unique_visitors BIGINT, bytes_sent BIGINT, "
+            "quarantined BIGINT",
+    select="""
+        SELECT
+            (SELECT count(*) FROM hour_rows),
+            (SELECT count(DISTINCT ip) FROM hour_rows),
+            (SELECT count(DISTINCT (coalesce(ip, client), coalesce(user_agent, '')))
+               FROM hour_rows),
+            (SELECT coalesce(sum(bytes_sent), 0) FROM hour_rows),
+            (SELECT count(*) FROM hour_quarantine)
+    """,
+)
+
+STATUS_CODES = MetricTable(
+    name="hourly_status_codes",
+    grain="one row per hour and HTTP status code",
+    columns="status_code INTEGER, requests BIGINT",
+    select="SELECT status_code, count(*) FROM hour_rows GROUP BY status_code",
+)
+
+COUNTRIES = MetricTable(
+    name="hourly_countries",
+    grain="one row per hour and client country (ISO code, 'unknown' when not located)",
+    columns="country VARCHAR, country_name VARCHAR, requests BIGINT, unique_ips BIGINT",
+    select="""
+        SELECT coalesce(country, 'unknown'), any_value(country_name), count(*),
+               count(DISTINCT ip)
+        FROM hour_rows GROUP BY coalesce(country, 'unknown')
+    """,
+)
+
+OFFENDERS = MetricTable(
+    name="hourly_offenders",
+    grain="one row per hour, non-200 status code and client",
+    columns="status_code INTEGER, client VARCHAR, ip VARCHAR, requests BIGINT",
+    select="""
+        SELECT status_code, client, any_value(ip), count(*)
+        FROM hour_rows WHERE status_code IS DISTINCT FROM 200
+        GROUP BY status_code, client
+    """,
+)
+
+TOP_PATHS = MetricTable(
+    name="hourly_top_paths",
+    grain=f"the {TOP_N} most requested paths of each hour",
+    columns="path VARCHAR, requests BIGINT",
+    select=f"""
+        SELECT path, count(*) AS n FROM hour_rows WHERE path IS NOT NULL
+        GROUP BY path ORDER BY n DESC, path LIMIT {TOP_N}
+    """,
+)
+
+TOP_REFERRERS = MetricTable(
+    name="hourly_top_referrers",
+    grain=f"the {TOP_N} most frequent referrers of each hour",
+    columns="referrer VARCHAR, requests BIGINT",
+    select=f"""
+        SELECT referrer, count(*) AS n FROM hour_rows WHERE referrer IS NOT NULL
+        GROUP BY referrer ORDER BY n DESC, referrer LIMIT {TOP_N}
+    """,
+)
+
+NOT_FOUND = MetricTable(
+    name="hourly_not_found_paths",
+    grain=f"the {TOP_N} paths answered 404 most often in each hour",
+    columns="path VARCHAR, requests BIGINT",
+    select=f"""
+        SELECT coalesce(path, request), count(*) AS n FROM hour_rows
+        WHERE status_code = 404 GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_N}
+    """,
+)
+
+METRICS = (TRAFFIC, STATUS_CODES, COUNTRIES, OFFENDERS, TOP_PATHS, TOP_REFERRERS, NOT_FOUND)
+
+
+def ensure_table(conn: duckdb.DuckDBPyConnection, metric: MetricTable) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {metric.name} (hour TIMESTAMPTZ NOT NULL, {metric.columns})"
+    )
+
+
+def build_hour(conn: duckdb.DuckDBPyConnection, lake: Lake, metric: MetricTable,
+               hour: datetime) -> int:
+    """Replace `metric`'s rows for the UTC hour starting at `hour`; return the rows written."""
+    ensure_table(conn, metric)
+    _hour_view(conn, "hour_rows", hour_files(lake, ROWS, hour), rows_schema())
+    _hour_view(conn, "hour_quarantine", hour_files(lake, QUARANTINE, hour), QUARANTINE_SCHEMA)
+
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(f"DELETE FROM {metric.name} WHERE hour = $1", [hour])
+        conn.execute(f"INSERT INTO {metric.name} SELECT $1::TIMESTAMPTZ, * FROM "
+                     f"({metric.select})", [hour])
+        written = conn.execute(f"SELECT count(*) FROM {metric.name} WHERE hour = $1",
+                               [hour]).fetchone()[0]
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return written
+
+
+def _hour_view(conn: duckdb.DuckDBPyConnection, name: str, files: list[str], schema) -> None:
+    if files:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM "
+                     f"{parquet_source(files)}")
+    else:
+        conn.register(f"_{name}_empty", schema.empty_table())
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_empty")

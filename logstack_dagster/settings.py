@@ -1,0 +1,124 @@
+"""Every environment variable logstack reads, read here and nowhere else.
+
+Commands and Dagster resources take a `Settings` and pass its values on, so a test
+can build one by hand and a deployment can steer everything from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from logstack_dagster.errors import LogstackError
+
+DEFAULT_TOPIC = "requests"
+DEFAULT_PARTITIONS = 2
+DEFAULT_FIRST_HOUR = "1995-01-01-00:00"
+
+# Client settings for real clusters. They pass through to both Kafka clients; secrets are
+# kept out of every repr, log line and error message (see `Settings.__repr__`).
+_KAFKA_SECURITY_VARS = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SASL_MECHANISM": "sasl.mechanism",
+    "KAFKA_SASL_USERNAME": "sasl.username",
+    "KAFKA_SASL_PASSWORD": "sasl.password",
+    "KAFKA_SSL_CAFILE": "ssl.ca.location",
+}
+_SECRET_KEYS = {"sasl.password"}
+
+
+class SettingsError(LogstackError):
+    """A setting from the environment or a flag has a value logstack cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where logstack keeps its state and which broker and topic it reads.
+
+    `brokers` is None when no `KAFKA_BROKERS` is set: the embedded broker is then used.
+    """
+
+    home: Path
+    brokers: str | None = None
+    topic: str = DEFAULT_TOPIC
+    partitions: int = DEFAULT_PARTITIONS
+    lake_uri: str | None = None
+    log_format: str | None = None
+    geoip_city_db: str | None = None
+    geoip_asn_db: str | None = None
+    kafka_security: dict[str, str] = field(default_factory=dict)
+    first_hour: str = DEFAULT_FIRST_HOUR
+    parse_failure_warn: float = 0.001
+    parse_failure_error: float = 0.01
+
+    @property
+    def lake(self) -> str:
+        """The lake's root as a local path or a pyarrow filesystem URI."""
+        return self.lake_uri or str(self.home / "lake")
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.home / "metrics.duckdb"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.home / "recovery"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    def with_overrides(self, **values: object) -> Settings:
+        """A copy with the given fields replaced; None values leave a field as it is."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k in _SECRET_KEYS else v) for k, v in self.kafka_security.items()}
+        return (
+            f"Settings(home={str(self.home)!r}, brokers={self.brokers!r}, "
+            f"topic={self.topic!r}, partitions={self.partitions}, lake={self.lake!r}, "
+            f"kafka_security={shown!r})"
+        )
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from `environ` (the process environment by default)."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("LOGSTACK_HOME") or ".logstack").expanduser().resolve()
+    partitions_text = env.get("KAFKA_PARTITIONS") or str(DEFAULT_PARTITIONS)
+    if not partitions_text.isdigit() or int(partitions_text) < 1:
+        raise SettingsError(f"KAFKA_PARTITIONS must be a whole number >= 1, not {partitions_text!r}")
+
+    security = {key: env[var] for var, key in _KAFKA_SECURITY_VARS.items() if env.get(var)}
+    return Settings(
+        home=home,
+        brokers=env.get("KAFKA_BROKERS") or None,
+        topic=env.get("KAFKA_TOPIC") or DEFAULT_TOPIC,
+        partitions=int(partitions_text),
+        lake_uri=env.get("LOGSTACK_LAKE") or None,
+        log_format=env.get("LOGSTACK_FORMAT") or None,
+        geoip_city_db=env.get("GEOIP_CITY_DB") or None,
+        geoip_asn_db=env.get("GEOIP_ASN_DB") or None,
+        kafka_security=security,
+        first_hour=env.get("LOGSTACK_FIRST_HOUR") or DEFAULT_FIRST_HOUR,
+        parse_failure_warn=_share(env, "LOGSTACK_PARSE_FAILURE_WARN", 0.001),
+        parse_failure_error=_share(env, "LOGSTACK_PARSE_FAILURE_ERROR", 0.01),
+    )
+
+
+def _share(env, name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise SettingsError(f"{name} must be a share between 0 and 1, not {text!r}")
+    return value

@@ -1,0 +1,114 @@
+"""The Bytewax dataflow: topic records in, parsed and enriched lake rows out.
+
+    read_topic -> group_partitions -> parse_enrich -> write_lake
+
+`build_flow` takes its source and sink, so tests can hand it testing ones and the
+runner real ones (`KafkaSource` and `LakeSink`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import bytewax.operators as op
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from logstack_dagster.enrichment.geoip import GeoEnricher
+from logstack_dagster.parser import LogFormat, parse_lines, resolve_format
+from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA, ProcessedBatch, RawBatch
+from logstack_dagster.streaming.sink import partition_key
+
+log = logging.getLogger(__name__)
+
+
+def build_flow(source: Source, sink: Sink, processor: BatchProcessor) -> Dataflow:
+    """The ingest dataflow from `source` (Kafka messages) to `sink` (keyed batches)."""
+    flow = Dataflow("logstack_ingest")
+    messages = op.input("read_topic", flow, source)
+    raw = op.flat_map_batch("group_partitions", messages, group_by_partition)
+    processed = op.map_value("parse_enrich", raw, processor)
+    op.output("write_lake", processed, sink)
+    return flow
+
+
+def group_by_partition(messages: list[KafkaSourceMessage]) -> Iterable[tuple[str, RawBatch]]:
+    """Turn a list of messages into one RawBatch per topic partition, keyed for the sink."""
+    groups: dict[tuple[str, int], RawBatch] = {}
+    for message in messages:
+        if isinstance(message, KafkaError):
+            raise RuntimeError(f"reading the topic failed: {message.err}")
+        key = (message.topic, message.partition)
+        batch = groups.get(key)
+        if batch is None:
+            batch = groups[key] = RawBatch(message.topic, message.partition, [], [], [])
+        batch.offsets.append(message.offset)
+        batch.timestamps.append(message.timestamp[1] if message.timestamp else 0)
+        batch.values.append(message.value or b"")
+    return [(partition_key(b.partition), b) for b in groups.values()]
+
+
+class BatchProcessor:
+    """Parses and enriches one RawBatch; every record leaves as a row or a quarantined line.
+
+    `log_format` is a preset name, a LogFormat string, or None to detect the format from
+    the first batch of each partition and keep it for the rest of the run.
+    """
+
+    def __init__(self, log_format: str | None, geo: GeoEnricher | None):
+        self.fixed_format = resolve_format(log_format) if log_format else None
+        self.detected: dict[int, LogFormat | str] = {}
+        self.geo = geo
+
+    def __call__(self, raw: RawBatch) -> ProcessedBatch:
+        fmt = self.fixed_format or self.detected.get(raw.partition)
+        result = parse_lines(raw.values, fmt)
+        if fmt is None and result.rows.num_rows:
+            self.detected[raw.partition] = result.format_name
+            log.info("partition %d: detected the %s format", raw.partition,
+                     result.format_name)
+
+        offsets = pa.array(raw.offsets, pa.int64())
+        times = pa.array(raw.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        rows = result.rows
+        if self.geo is not None and rows.num_rows:
+            rows = self.geo.enrich(rows)
+        rows = _with_source(rows, raw, offsets).drop_columns(["line_index"])
+        quarantine = _quarantine(raw, result.rejects, offsets, times, result.format_name)
+        return ProcessedBatch(raw.topic, raw.partition, rows, quarantine)
+
+
+def _with_source(table: pa.Table, raw: RawBatch, offsets: pa.Array) -> pa.Table:
+    """Append the topic, partition and offset of each row's record."""
+    index = table.column("line_index")
+    table = table.append_column("topic", pa.array([raw.topic] * table.num_rows, pa.string()))
+    table = table.append_column(
+        "partition", pa.array([raw.partition] * table.num_rows, pa.int32()))
+    return table.append_column("offset", pc.take(offsets, index))
+
+
+def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.Array,
+                format_name: str) -> pa.Table:
+    """The rejected records with their reason, raw bytes and source coordinates."""
+    if rejects.num_rows == 0:
+        return QUARANTINE_SCHEMA.empty_table()
+    index = rejects.column("line_index")
+    values = [raw.values[i] for i in index.to_pylist()]
+    count = len(values)
+    return pa.table({
+        "topic": pa.array([raw.topic] * count, pa.string()),
+        "partition": pa.array([raw.partition] * count, pa.int32()),
+        "offset": pc.take(offsets, index),
+        "record_time": pc.take(times, index),
+        "reason": rejects.column("reason"),
+        "message": rejects.column("message"),
+        "format": pa.array([format_name] * count, pa.string()),
+        "raw": pa.array(values, pa.binary()),
+        "raw_text": pa.array([v.decode("utf-8", "backslashreplace") for v in values],
+                             pa.string()),
+    }, schema=QUARANTINE_SCHEMA)
