@@ -25,6 +25,7 @@ class UserError(LogstackError):
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet_library_warnings()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"logstack: error: {exc.strerror.lower()}: {exc.filename}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _quiet_library_warnings() -> None:
+    """Keep Dagster's notes on beta and preview features out of the command's output."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,7 @@
-"""Every Dagster definition of logstack, gathered; nothing is defined here."""
+"""Every Dagster definition of logstack, gathered; nothing is defined here.
+
+The resources take their values from the environment (`settings.py`).
+"""
 
 from dagster import Definitions, PipesSubprocessClient
 from dagster_duckdb import DuckDBResource
@@ -11,21 +14,25 @@ from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.assets import metric_assets
 from logstack_dagster.metrics.checks import parse_failure_share
 from logstack_dagster.metrics.schedules import hourly_metrics_job, hourly_metrics_schedule
-from logstack_dagster.settings import load_settings
+from logstack_dagster.settings import Settings, load_settings
 
-settings = load_settings()
 
-defs = Definitions(
-    assets=[raw_topic, requests_lake, *metric_assets],
-    asset_checks=[parse_failure_share],
-    jobs=[ingest_job, hourly_metrics_job],
-    schedules=[hourly_metrics_schedule],
-    sensors=[raw_topic_sensor],
-    resources={
-        "kafka": KafkaResource(
-            brokers=settings.brokers or "", topic=settings.topic, home=str(settings.home)),
-        "lake": LakeResource(uri=settings.lake),
-        "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
-        "pipes_subprocess_client": PipesSubprocessClient(),
-    },
-)
+def build_defs(settings: Settings) -> Definitions:
+    """The definitions with resources pointed at `settings`."""
+    return Definitions(
+        assets=[raw_topic, requests_lake, *metric_assets],
+        asset_checks=[parse_failure_share],
+        jobs=[ingest_job, hourly_metrics_job],
+        schedules=[hourly_metrics_schedule],
+        sensors=[raw_topic_sensor],
+        resources={
+            "kafka": KafkaResource(
+                brokers=settings.brokers or "", topic=settings.topic, home=str(settings.home)),
+            "lake": LakeResource(uri=settings.lake),
+            "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
+            "pipes_subprocess_client": PipesSubprocessClient(),
+        },
+    )
+
+
+defs = build_defs(load_settings())

@@ -43,7 +43,7 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
 
         instance = open_instance(settings.dagster_home)
         with _step("ingesting through Dagster (ingest_job runs the Bytewax dataflow)"):
-            ingested = run_ingest(instance)
+            ingested = run_ingest(instance, settings)
         _say(f"  {ingested['records']:,} records: {ingested['rows']:,} rows, "
              f"{ingested['quarantined']:,} quarantined, {ingested['files']} Parquet files")
         with _step("materializing the hourly metrics through Dagster"):
@@ -65,7 +65,7 @@ def materialize_lake(settings: Settings, instance=None) -> list[str]:
     cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
     commits = list(Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits())
     instance = instance or open_instance(settings.dagster_home)
-    return run_metrics(instance, lake_hours(commits))
+    return run_metrics(instance, settings, lake_hours(commits))
 
 
 def _account(settings: Settings, produced: int) -> int:

@@ -15,6 +15,7 @@ from dagster import DagsterInstance
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.layout import hour_key
 from logstack_dagster.lake.manifest import Commit
+from logstack_dagster.settings import Settings
 
 _INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
@@ -36,25 +37,26 @@ def open_instance(dagster_home: Path) -> DagsterInstance:
     return DagsterInstance.get()
 
 
-def run_ingest(instance: DagsterInstance) -> dict:
+def run_ingest(instance: DagsterInstance, settings: Settings) -> dict:
     """Run `ingest_job` once; return what its dataflow committed."""
-    from logstack_dagster.definitions import defs
+    from logstack_dagster.definitions import build_defs
 
-    result = defs.get_job_def("ingest_job").execute_in_process(
+    result = build_defs(settings).resolve_job_def("ingest_job").execute_in_process(
         instance=instance, raise_on_error=False, run_config=_QUIET)
     if not result.success:
         raise JobFailed(f"ingest run {result.run_id} failed: {_failure(result)}")
     return result.output_for_node("ingest_topic")
 
 
-def run_metrics(instance: DagsterInstance, hours: list[datetime]) -> list[str]:
+def run_metrics(instance: DagsterInstance, settings: Settings,
+                hours: list[datetime]) -> list[str]:
     """Materialize every metric asset for `hours`, one run per stretch of consecutive hours.
 
     Returns the run ids.
     """
-    from logstack_dagster.definitions import defs
+    from logstack_dagster.definitions import build_defs
 
-    job = defs.get_job_def("hourly_metrics_job")
+    job = build_defs(settings).resolve_job_def("hourly_metrics_job")
     run_ids = []
     for first, last in hour_ranges(hours):
         result = job.execute_in_process(

@@ -41,8 +41,12 @@ def broker_address(broker_home: Path) -> str:
 @pytest.fixture
 def settings(broker_address: str, tmp_path: Path) -> Settings:
     """Settings on the session's broker, with a home and a topic of this test's own."""
-    return Settings(home=tmp_path / "home", brokers=broker_address,
-                    topic=f"t{uuid.uuid4().hex[:10]}", partitions=2)
+    return Settings(
+        home=tmp_path / "home",
+        brokers=broker_address,
+        topic=f"t{uuid.uuid4().hex[:10]}",
+        partitions=2,
+    )
 
 
 @pytest.fixture
@@ -54,9 +58,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a logstack process use `settings`."""
     import os
 
-    return {**os.environ, "LOGSTACK_HOME": str(settings.home), "KAFKA_BROKERS": settings.brokers,
-            "KAFKA_TOPIC": settings.topic, "LOGSTACK_LAKE": settings.lake,
-            "KAFKA_PARTITIONS": str(settings.partitions)}
+    return {
+        **os.environ,
+        "LOGSTACK_HOME": str(settings.home),
+        "KAFKA_BROKERS": settings.brokers,
+        "KAFKA_TOPIC": settings.topic,
+        "LOGSTACK_LAKE": settings.lake,
+        "KAFKA_PARTITIONS": str(settings.partitions),
+    }
 
 
 def count_lines(path: Path) -> int:

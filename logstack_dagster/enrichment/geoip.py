@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import geoip2.database
 import geoip2.errors
@@ -86,7 +86,9 @@ def default_city_db_path() -> Path:
 
     path = Path(str(root / _BUNDLED_FILE))
     if not path.is_file():
-        raise FileNotFoundError(f"{_BUNDLED_FILE} not found in package {_BUNDLED_PACKAGE!r}: {path}")
+        raise FileNotFoundError(
+            f"{_BUNDLED_FILE} not found in package {_BUNDLED_PACKAGE!r}: {path}"
+        )
     return path
 
 
@@ -130,7 +132,7 @@ def _open_reader(path: str | Path, kind: str) -> geoip2.database.Reader:
     if kind not in database_type:
         reader.close()
         raise ValueError(
-            f"expected a {kind} database at {path}, but it is of type {database_type!r}"
+            f"{path} is a {database_type!r} database; expected a GeoIP2 {kind} database"
         )
     return reader
 
@@ -154,7 +156,9 @@ class GeoEnricher:
         if cache_size < 1:
             raise ValueError(f"cache_size must be at least 1, got {cache_size!r}")
 
-        self._city = _open_reader(city_db if city_db is not None else default_city_db_path(), "City")
+        if city_db is None:
+            city_db = default_city_db_path()
+        self._city = _open_reader(city_db, "City")
         self._asn = _open_reader(asn_db, "ASN") if asn_db is not None else None
         self._cache: OrderedDict[str, _Answer] = OrderedDict()
         self._cache_size = cache_size
@@ -162,7 +166,7 @@ class GeoEnricher:
     @property
     def database_build_date(self) -> datetime:
         """When the City database was built, as an aware UTC datetime."""
-        return datetime.fromtimestamp(self._city.metadata().build_epoch, tz=timezone.utc)
+        return datetime.fromtimestamp(self._city.metadata().build_epoch, tz=UTC)
 
     @property
     def database_type(self) -> str:
@@ -188,7 +192,16 @@ class GeoEnricher:
             raise ValueError(f"column 'ip' must be a string column, got type {ips.type}")
 
         distinct = pc.drop_null(pc.unique(ips))
-        answers = [self._answer(ip) for ip in distinct.to_pylist()]
+        texts = distinct.to_pylist()
+        answers = [self._answer(ip) for ip in texts]
+
+        garbage = [ip for ip, answer in zip(texts, answers, strict=True) if answer.ip_scope is None]
+        if garbage:
+            log.warning(
+                "%d distinct ip values are not IP addresses and stay unenriched, e.g. %r",
+                len(garbage),
+                garbage[0],
+            )
 
         # One small array per new column, aligned with `distinct`, spread back over the rows.
         positions = pc.index_in(ips, value_set=distinct)
@@ -204,7 +217,7 @@ class GeoEnricher:
         if self._asn is not None:
             self._asn.close()
 
-    def __enter__(self) -> GeoEnricher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -231,7 +244,6 @@ class GeoEnricher:
     def _look_up(self, ip: str) -> _Answer:
         scope = ip_scope(ip)
         if scope is None:
-            log.warning("not an IP address, left unenriched: %r", ip)
             return _NO_ANSWER
         if scope != "public":
             return _NO_ANSWER._replace(ip_scope=scope)
@@ -258,6 +270,4 @@ class GeoEnricher:
             except geoip2.errors.AddressNotFoundError:
                 pass
 
-        return _Answer(
-            country, country_name, region, city, latitude, longitude, asn, as_org, scope
-        )
+        return _Answer(country, country_name, region, city, latitude, longitude, asn, as_org, scope)

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,8 +50,15 @@ CREATE TABLE IF NOT EXISTS {CACHE_TABLE} (
 """
 
 _COLUMNS = (
-    "ip", "asn", "asn_description", "network_name", "network_cidr", "country", "status",
-    "error", "looked_up_at",
+    "ip",
+    "asn",
+    "asn_description",
+    "network_name",
+    "network_cidr",
+    "country",
+    "status",
+    "error",
+    "looked_up_at",
 )
 
 # ARIN's RDAP extension listing the origin AS numbers of a network. RDAP itself (RFC 9083)
@@ -91,7 +98,7 @@ class OwnerNetwork:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _RewriteBootstrap(urllib.request.BaseHandler):
@@ -105,7 +112,7 @@ class _RewriteBootstrap(urllib.request.BaseHandler):
 
     def https_request(self, request: urllib.request.Request) -> urllib.request.Request:
         if request.full_url.startswith(BOOTSTRAP_URL + "/"):
-            request.full_url = self._base_url + request.full_url[len(BOOTSTRAP_URL):]
+            request.full_url = self._base_url + request.full_url[len(BOOTSTRAP_URL) :]
         return request
 
     http_request = https_request
@@ -134,10 +141,11 @@ class OwnerLookup:
 
     ``timeout`` bounds one address's query in seconds; ``max_workers`` how many run at once;
     ``max_age`` how long a successful answer is reused, ``failure_max_age`` a failed one.
-    ``rdap_url`` replaces the ARIN bootstrap service (``https://rdap-bootstrap.arin.net/
-    bootstrap``) as the base URL the ``/ip/<address>`` queries go to. ``proxy`` is an
-    HTTP(S) proxy URL; environment proxy variables are deliberately ignored. ``clock``
-    returns the current aware time and exists for tests.
+    ``rdap_url`` is the base URL the ``/ip/<address>`` queries go to instead of the ARIN
+    bootstrap service (``BOOTSTRAP_URL``). ``proxy`` is an HTTP(S) proxy URL; proxy
+    environment variables are ignored, so a stray ``HTTPS_PROXY`` cannot reroute queries,
+    least of all ones meant for a local server. ``clock`` returns the current aware time
+    and exists for tests.
     """
 
     def __init__(
@@ -174,9 +182,7 @@ class OwnerLookup:
             handlers.append(_RewriteBootstrap(self._base_url))
         self._opener = urllib.request.build_opener(*handlers)
 
-    def lookup(
-        self, ip: str, cache: duckdb.DuckDBPyConnection | None = None
-    ) -> OwnerNetwork:
+    def lookup(self, ip: str, cache: duckdb.DuckDBPyConnection | None = None) -> OwnerNetwork:
         """Return the owner network of one address; see ``lookup_many``."""
         return self.lookup_many([ip], cache)[ip]
 
@@ -212,23 +218,25 @@ class OwnerLookup:
 
         stale = [ip for ip in wanted if not self._fresh(ip, now)]
         if stale:
-            fetched = self._query(stale)
-            for ip, answer in fetched.items():
-                previous = self._memory.get(ip)
-                if answer.status == "failed" and previous is not None and previous.status == "ok":
-                    log.warning("RDAP refresh of %s failed, keeping older answer: %s",
-                                ip, answer.error)
-                    continue
-                self._memory[ip] = answer
-            if cache is not None:
-                self._store(cache, [self._memory[ip] for ip in stale])
-            log.info("RDAP looked up %d of %d public addresses, %d failed", len(stale),
-                     len(wanted), sum(answer.status == "failed" for answer in fetched.values()))
+            self._refresh(stale, cache)
+            log.info("RDAP asked about %d of %d public addresses", len(stale), len(wanted))
 
         for canonical, given_forms in wanted.items():
             for given in given_forms:
                 answers[given] = self._memory[canonical]
         return answers
+
+    def _refresh(self, ips: list[str], cache: duckdb.DuckDBPyConnection | None) -> None:
+        """Query ``ips`` and remember the answers, keeping a good old one over a failure."""
+        for ip, answer in self._query(ips).items():
+            previous = self._memory.get(ip)
+            if answer.status == "failed" and previous is not None and previous.status == "ok":
+                log.warning("RDAP refresh of %s failed, keeping older answer: %s", ip, answer.error)
+                continue
+            self._memory[ip] = answer
+
+        if cache is not None:
+            self._store(cache, [self._memory[ip] for ip in ips])
 
     def _fresh(self, ip: str, now: datetime) -> bool:
         answer = self._memory.get(ip)
@@ -247,18 +255,17 @@ class OwnerLookup:
         ).fetchall()
         for row in rows:
             stored = OwnerNetwork(**dict(zip(_COLUMNS, row, strict=True)))
-            stored = replace(stored, looked_up_at=stored.looked_up_at.astimezone(timezone.utc))
+            when: datetime = row[-1].astimezone(UTC)
             held = self._memory.get(stored.ip)
-            if held is None or held.looked_up_at is None or held.looked_up_at < stored.looked_up_at:
-                self._memory[stored.ip] = stored
+            if held is None or held.looked_up_at is None or held.looked_up_at < when:
+                self._memory[stored.ip] = replace(stored, looked_up_at=when)
 
     def _store(self, cache: duckdb.DuckDBPyConnection, answers: list[OwnerNetwork]) -> None:
         if not answers:
             return
         placeholders = ", ".join("?" for _ in _COLUMNS)
         cache.executemany(
-            f"INSERT OR REPLACE INTO {CACHE_TABLE} ({', '.join(_COLUMNS)}) "
-            f"VALUES ({placeholders})",
+            f"INSERT OR REPLACE INTO {CACHE_TABLE} ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
             [[getattr(answer, column) for column in _COLUMNS] for answer in answers],
         )
 
@@ -267,10 +274,13 @@ class OwnerLookup:
         started = self._clock()
         unreachable = self._unreachable()
         if unreachable is not None:
-            log.warning("RDAP server unreachable, %d addresses left unknown: %s",
-                        len(ips), unreachable)
-            return {ip: OwnerNetwork(ip, "failed", error=unreachable, looked_up_at=started)
-                    for ip in ips}
+            log.warning(
+                "RDAP server unreachable, %d addresses left unknown: %s", len(ips), unreachable
+            )
+            return {
+                ip: OwnerNetwork(ip, "failed", error=unreachable, looked_up_at=started)
+                for ip in ips
+            }
 
         # After a wave of failures in a row the server is taken as down: the rest fail fast.
         breaker = _Breaker(limit=max(3, self.max_workers))
@@ -289,24 +299,34 @@ class OwnerLookup:
                 answers[ip] = future.result()
             else:
                 answers[ip] = OwnerNetwork(
-                    ip, "failed", looked_up_at=started,
+                    ip,
+                    "failed",
+                    looked_up_at=started,
                     error=f"no answer from {self._base_url} within {budget:g}s",
                 )
         return answers
 
     def _query_one(self, ip: str, breaker: _Breaker) -> OwnerNetwork:
         if breaker.open:
-            return OwnerNetwork(ip, "failed", looked_up_at=self._clock(),
-                                error=f"skipped: {self._base_url} failed repeatedly")
+            return OwnerNetwork(
+                ip,
+                "failed",
+                looked_up_at=self._clock(),
+                error=f"skipped: {self._base_url} failed repeatedly",
+            )
         try:
             result = IPWhois(ip, timeout=self.timeout, proxy_opener=self._opener).lookup_rdap(
-                bootstrap=True, inc_raw=True, inc_nir=False, retry_count=0, depth=0,
-                root_ent_check=False, rate_limit_timeout=0,
+                bootstrap=True,
+                inc_raw=True,
+                inc_nir=False,
+                retry_count=0,
+                depth=0,
+                root_ent_check=False,
+                rate_limit_timeout=0,
             )
-        except Exception as exc:  # noqa: BLE001 - any failure becomes a recorded answer
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded answer
             breaker.record(success=False)
-            return OwnerNetwork(ip, "failed", error=self._describe(exc),
-                                looked_up_at=self._clock())
+            return OwnerNetwork(ip, "failed", error=self._describe(exc), looked_up_at=self._clock())
 
         breaker.record(success=True)
         return _owner_from_rdap(ip, result, self._clock())
@@ -377,8 +397,7 @@ def _holder_name(result: dict[str, Any]) -> str | None:
     """The registrant's name, else the first entity with a name."""
     objects = result.get("objects") or {}
     named = [
-        (obj.get("roles") or [], (obj.get("contact") or {}).get("name"))
-        for obj in objects.values()
+        (obj.get("roles") or [], (obj.get("contact") or {}).get("name")) for obj in objects.values()
     ]
     for roles, name in named:
         if name and "registrant" in roles:

@@ -112,7 +112,9 @@ def topic_metadata(cluster: Cluster, topic: str, timeout: float = 10.0) -> tuple
     """The cluster id and the partition count of `topic` (0 when it does not exist)."""
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient(cluster.librdkafka_config()).list_topics(topic, timeout=timeout)
+    # Asking for every topic, not this one: a request naming a missing topic makes brokers
+    # with auto-creation on (Tansu among them) create it.
+    metadata = AdminClient(cluster.librdkafka_config()).list_topics(timeout=timeout)
     found = metadata.topics.get(topic)
     count = 0 if found is None or found.error is not None else len(found.partitions)
     return metadata.cluster_id or "unknown-cluster", count

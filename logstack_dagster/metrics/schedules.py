@@ -2,12 +2,9 @@
 
 from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
 
-from logstack_dagster.metrics.partitions import hourly_partitions
-
 hourly_metrics_job = define_asset_job(
     name="hourly_metrics_job",
     selection=AssetSelection.groups("metrics"),
-    partitions_def=hourly_partitions,
     description="Build every hourly metric table for the selected hours, with their checks.",
 )
 

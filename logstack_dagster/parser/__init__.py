@@ -4,8 +4,6 @@
 want to check one before a run.
 """
 
-from collections.abc import Sequence
-
 from logstack_dagster.parser.batch import DEFAULT_MAX_LINE_BYTES, parse_lines
 from logstack_dagster.parser.detect import detect_format
 from logstack_dagster.parser.formats import LogFormat
@@ -19,7 +17,6 @@ __all__ = [
     "REJECT_SCHEMA",
     "LogFormat",
     "ParseResult",
-    "Sequence",
     "detect_format",
     "parse_lines",
     "resolve_format",

@@ -48,7 +48,8 @@ def parse_lines(
         raw, more = parse_text(text, keep, chosen)
 
     rows = derive_rows(raw).sort_by("line_index")
-    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more), format_name=chosen.name)
+    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more),
+                         format_name=chosen.name, log_format=chosen)
     _check_accounted(result, len(text))
     return result
 

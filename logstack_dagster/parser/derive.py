@@ -24,7 +24,6 @@ _REQUEST_LINE = re.compile(
 
 def derive_rows(raw: pa.Table) -> pa.Table:
     """Raw rows (RAW_SCHEMA) to the final rows (PARSED_SCHEMA)."""
-    n = raw.num_rows
     raw = {name: raw.column(name).combine_chunks() for name in raw.column_names}
     client = _dash_null(raw["client"])
     ip = _canonical_ips(client)
@@ -59,9 +58,7 @@ def derive_rows(raw: pa.Table) -> pa.Table:
         "line_truncated": pc.fill_null(raw["line_truncated"], False),
     }
     arrays = [pc.cast(columns[f.name], f.type) for f in PARSED_SCHEMA]
-    table = pa.Table.from_arrays(arrays, schema=PARSED_SCHEMA)
-    assert table.num_rows == n
-    return table
+    return pa.Table.from_arrays(arrays, schema=PARSED_SCHEMA)
 
 
 def _dash_null(values):
@@ -126,7 +123,7 @@ def _odd_requests(request, odd, method, target, protocol):
     columns = []
     for k, base in enumerate((method, target, protocol)):
         values = pa.array([p[k] for p in pieces], pa.string())
-        columns.append(pc.replace_with_mask(base, odd, values))
+        columns.append(pc.coalesce(pc.replace_with_mask(base, odd, values), base))
     bad = pa.array([m is None for m in found])
     malformed = pc.replace_with_mask(pa.array([False] * len(request)), odd, bad)
     return (*columns, malformed)

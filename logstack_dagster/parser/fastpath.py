@@ -105,6 +105,9 @@ def cut_fields(fmt: LogFormat, lines: pa.Array) -> tuple[dict[int, pa.Array], pa
     values: dict[int, pa.Array] = {}
     tail = None
     for part in parts:
+        has_fields = any(t.name for _, t in part.tokens)
+        if not has_fields and not (part.index == len(parts) - 1 and fmt.trailing):
+            continue
         text = pc.list_element(quoted, part.index) if len(parts) > 1 else lines
         if part.plan == "single":
             values[part.tokens[0][0]] = text
@@ -127,8 +130,12 @@ def _cut_split(part: _Part, text: pa.Array) -> dict[int, pa.Array]:
     out = {}
     field_tokens = [i for i, t in part.tokens if t.name]
     for i, (first, last, prefix, suffix) in zip(field_tokens, part.spans):
-        pieces = [pc.list_element(elements, k) for k in range(first, last + 1)]
-        value = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, " ")
+        if first != last:
+            # Only a CLF time spans two elements; joining them costs more than the time
+            # parser needs, so hand it the pieces: (element with the date, prefix, offset).
+            out[i] = (pc.list_element(elements, first), prefix, pc.list_element(elements, last))
+            continue
+        value = pc.list_element(elements, first)
         if prefix or suffix:
             value = pc.utf8_slice_codeunits(value, prefix, -suffix if suffix else None)
         out[i] = value

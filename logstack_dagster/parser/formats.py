@@ -112,7 +112,7 @@ def nginx_tokens(spec: str) -> tuple[Token, ...]:
 
 
 def _merge(tokens: list[Token]) -> tuple[Token, ...]:
-    """Join adjacent literals, drop empty ones and fuse `%v:%p` into one host-port field."""
+    """Join adjacent literals, drop empty ones, fuse `%v:%p` and `%U%q` into one field each."""
     merged: list[Token] = []
     for token in tokens:
         if token.name is None and merged and merged[-1].name is None:
@@ -122,7 +122,9 @@ def _merge(tokens: list[Token]) -> tuple[Token, ...]:
 
     fused: list[Token] = []
     for token in merged:
-        if (
+        if token.text == "%q" and fused and fused[-1].text == "%U":
+            fused[-1] = Token("%U%q", "target")  # path and query string make the target
+        elif (
             token.name == "port" and len(fused) >= 2 and fused[-1].text == ":"
             and fused[-1].name is None and fused[-2].name == "vhost"
         ):

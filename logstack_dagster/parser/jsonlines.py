@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from logstack_dagster.parser.formats import LogFormat
-from logstack_dagster.parser.lenient import Reject, _checked, quote
+from logstack_dagster.parser.lenient import Reject, checked_field, quote
 from logstack_dagster.parser.schema import RAW_SCHEMA
 from logstack_dagster.parser.timefields import BadTimestamp, parse_time
 
@@ -36,7 +36,7 @@ def _row(index: int, line: str, fmt: LogFormat) -> dict:
     for column, keys in fmt.json_fields:
         value = _lookup(record, keys)
         if value is not None and column != "time":
-            row[column] = _checked(column, value)
+            row[column] = checked_field(column, value)
     _time(row, _lookup(record, dict(fmt.json_fields)["time"], raw=True), line)
     return row
 
@@ -51,7 +51,7 @@ def _lookup(record: dict, keys, raw: bool = False):
                 value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, list):
             value = value[0] if value else None
-        if value is not None and value != "":
+        if value is not None and value != "" and not isinstance(value, dict):
             return value if raw else str(value)
     return None
 

@@ -8,7 +8,7 @@ reason found.
 import re
 
 from logstack_dagster.parser.formats import LogFormat
-from logstack_dagster.parser.patterns import _lenient_literal, lenient_patterns
+from logstack_dagster.parser.patterns import lenient_literal, lenient_patterns
 from logstack_dagster.parser.timefields import BadTimestamp, parse_time
 
 QUOTE_LIMIT = 120
@@ -42,14 +42,17 @@ class LenientParser:
     def parse(self, index: int, line: str) -> dict:
         """Raw row of one line; raises Reject when no pattern both matches and validates."""
         first_error = None
-        for pattern in self.patterns:
+        for pattern, cut_off in self.patterns:
             m = pattern.match(line)
             if not m:
                 continue
             try:
-                return self._row(index, m.groups())
+                row = self._row(index, m.groups())
             except Reject as exc:
                 first_error = first_error or exc
+                continue
+            row["line_truncated"] = cut_off
+            return row
         if first_error:
             raise first_error
         raise self._no_match(line)
@@ -63,7 +66,7 @@ class LenientParser:
             elif name in ("time", "time_iso"):
                 self._time(row, value)
             else:
-                row[name] = _checked(name, value)
+                row[name] = checked_field(name, value)
         if self.fmt.trailing:
             self._tail(row, groups[-1])
         if "hostport" in row:
@@ -95,7 +98,8 @@ class LenientParser:
         return Reject("no_match", f"line does not fit format {self.fmt.name!r}: {quote(line)}")
 
 
-def _checked(name: str, value: str) -> str:
+def checked_field(name: str, value: str) -> str:
+    """The raw value of a field, or Reject when it cannot be what the field holds."""
     if name in ("ident", "user") and len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]  # some clients make the server log `""` for an empty name
     if name == "status" and not (value == "-" or (len(value) == 3 and value.isdigit())):
@@ -112,7 +116,7 @@ def _time_prefix(fmt: LogFormat) -> re.Pattern | None:
     pieces = [r"^[ \t]*"]
     for token in fmt.tokens:
         if token.name is None:
-            pieces.append(_lenient_literal(token.text))
+            pieces.append(lenient_literal(token.text))
         elif token.name == "time":
             pieces.append(r"[^\]]*\]")
             return re.compile("".join(pieces))

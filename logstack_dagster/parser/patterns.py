@@ -56,30 +56,34 @@ def strict_pattern(fmt: LogFormat) -> str:
     return "".join(pieces)
 
 
-def lenient_patterns(fmt: LogFormat) -> list[re.Pattern]:
-    """Python patterns tried in order; group i+1 is the i-th field, the last group the tail.
+def lenient_patterns(fmt: LogFormat) -> list[tuple[re.Pattern, bool]]:
+    """(pattern, cut_off) pairs tried in order; group i+1 is the i-th field, the last the tail.
 
     The second pattern takes the request greedily up to the quote that is followed by a valid
     status (raw quotes in a URL); the third lets the final quoted field run to the last quote
-    of the line (raw quotes in a user agent).
+    of the line (raw quotes in a user agent); the fourth, flagged cut_off, accepts a line that
+    ends inside its final quoted field, as loggers that cap line length leave it.
     """
     quoted = [is_quoted(fmt.tokens, i) for i in range(len(fmt.tokens))]
     last_quoted = max((i for i, q in enumerate(quoted) if q), default=None)
-    variants = [(False, False), (True, False)]
+    variants = [(False, False, False), (True, False, False)]
     if last_quoted == len(fmt.tokens) - 2:
-        variants.append((False, True))
-    return [_lenient(fmt, quoted, greedy_request, greedy_last, last_quoted)
-            for greedy_request, greedy_last in variants]
+        variants += [(False, True, False), (False, False, True)]
+    return [(_lenient(fmt, quoted, request, last, cut, last_quoted), cut)
+            for request, last, cut in variants]
 
 
-def _lenient(fmt, quoted, greedy_request, greedy_last, last_quoted) -> re.Pattern:
+def _lenient(fmt, quoted, greedy_request, greedy_last, cut_off, last_quoted) -> re.Pattern:
     pieces = [r"^[ \t]*"]
     for i, token in enumerate(fmt.tokens):
+        if cut_off and i > last_quoted:
+            pieces.append(r'[ \t]*()$')  # closing quote and any trailing fields were cut
+            return re.compile("".join(pieces), re.DOTALL)
         if token.name is None:
-            pieces.append(_lenient_literal(token.text))
+            pieces.append(lenient_literal(token.text))
         elif quoted[i] and greedy_request and token.name == "request":
             pieces.append("(.*)")
-        elif quoted[i] and greedy_last and i == last_quoted:
+        elif quoted[i] and (greedy_last or cut_off) and i == last_quoted:
             pieces.append("(.*)")
         elif quoted[i]:
             pieces.append("(" + LENIENT_QUOTED + ")")
@@ -90,7 +94,7 @@ def _lenient(fmt, quoted, greedy_request, greedy_last, last_quoted) -> re.Patter
     return re.compile("".join(pieces), re.DOTALL)
 
 
-def _lenient_literal(text: str) -> str:
+def lenient_literal(text: str) -> str:
     # Any run of blanks in the format matches any run of spaces or tabs in the line.
     parts = re.split(r"([ \t]+)", text)
     return "".join(r"[ \t]+" if p.strip(" \t") == "" and p else re.escape(p) for p in parts)

@@ -81,6 +81,9 @@ class ParseResult:
     rows: pa.Table
     rejects: pa.Table
     format_name: str
+    # The format itself: a detected W3C header or custom string is not recoverable by name,
+    # so a caller that pins the format for later batches should keep this.
+    log_format: object | None = None
 
     @property
     def accepted(self) -> int:

@@ -18,24 +18,30 @@ class BadTimestamp(ValueError):
     """A timestamp field that does not name a real instant."""
 
 
-def clf_times(values: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+def clf_times(values) -> tuple[pa.Array, pa.Array, pa.Array]:
     """Strictly shaped CLF strings (`dd/Mon/yyyy:HH:MM:SS +hhmm`) to UTC.
 
-    Returns (event_time, utc_offset, ok): event_time is null where ok is False (month name or
-    day of month not real), so the caller can hand those lines to the lenient path.
+    `values` is one string array, or (date-time texts, chars before the date, offset texts)
+    when the line was cut at the space inside the timestamp. Returns (event_time, utc_offset,
+    ok): event_time is null where ok is False (month name or day of month not real), so the
+    caller can hand those lines to the lenient path.
     """
+    if isinstance(values, tuple):
+        values, start, offset = values
+        offset = pc.utf8_slice_codeunits(offset, 0, 5)
+    else:
+        start, offset = 0, pc.utf8_slice_codeunits(values, 21, 26)
     local = pc.strptime(
-        pc.utf8_slice_codeunits(values, 0, 20), format="%d/%b/%Y:%H:%M:%S", unit="us",
-        error_is_null=True,
+        pc.utf8_slice_codeunits(values, start, start + 20), format="%d/%b/%Y:%H:%M:%S",
+        unit="us", error_is_null=True,
     )
-    offset = pc.utf8_slice_codeunits(values, 21, 26)
     sign = pc.if_else(pc.equal(pc.utf8_slice_codeunits(offset, 0, 1), "-"), -1, 1)
     hours = pc.cast(pc.utf8_slice_codeunits(offset, 1, 3), pa.int64())
     minutes = pc.cast(pc.utf8_slice_codeunits(offset, 3, 5), pa.int64())
     offset_us = pc.multiply(pc.multiply(pc.add(pc.multiply(hours, 60), minutes), sign), 60_000_000)
 
     # strptime rolls 31/Feb over into March; a day that changed means the date was not real.
-    day = pc.cast(pc.utf8_slice_codeunits(values, 0, 2), pa.int64())
+    day = pc.cast(pc.utf8_slice_codeunits(values, start, start + 2), pa.int64())
     ok = pc.and_(pc.equal(pc.day(local), day), pc.less(minutes, 60))
     ok = pc.fill_null(ok, False)
     utc_us = pc.subtract(pc.cast(local, pa.int64()), offset_us)

@@ -8,7 +8,7 @@ and counters of bad data should leave that reason out. W3C times are UTC by defi
 import pyarrow as pa
 
 from logstack_dagster.parser.formats import LogFormat
-from logstack_dagster.parser.lenient import Reject, _checked, quote
+from logstack_dagster.parser.lenient import Reject, checked_field, quote
 from logstack_dagster.parser.schema import RAW_SCHEMA
 from logstack_dagster.parser.timefields import BadTimestamp, parse_time
 
@@ -32,7 +32,8 @@ def parse_w3c(text: pa.Array, keep: pa.Array, fmt: LogFormat) -> tuple[pa.Table,
         if line.startswith("#"):
             if line.startswith("#Fields:"):
                 fields = [f.lower() for f in line[8:].split()]
-            rejects.append((i, "w3c_directive", f"W3C directive line, not a request: {quote(line)}"))
+            message = f"W3C directive line, not a request: {quote(line)}"
+            rejects.append((i, "w3c_directive", message))
             continue
         try:
             rows.append(_row(i, line.split(), fields))
@@ -51,7 +52,7 @@ def _row(index: int, values: list[str], fields: list[str]) -> dict:
         column = W3C_COLUMNS.get(name)
         if column:
             value = value.replace("+", " ") if column in _PLUS_ENCODED else value
-            row[column] = _checked(column, value)
+            row[column] = checked_field(column, value)
         elif name not in ("date", "time", "cs-uri-query"):
             row["extra"].append(value)
 
@@ -62,5 +63,6 @@ def _row(index: int, values: list[str], fields: list[str]) -> dict:
     try:
         row["event_time"], _ = parse_time(stamp)
     except BadTimestamp:
-        raise Reject("bad_timestamp", f"date/time {quote(stamp[:-1])} is not a W3C UTC time")
+        message = f"date/time {quote(stamp[:-1])} is not a W3C UTC time"
+        raise Reject("bad_timestamp", message) from None
     return row

@@ -127,7 +127,8 @@ CRAWLERS: tuple[Crawler, ...] = (
     ),
     Crawler(
         "Mozilla/5.0 (Linux; Android 7.0;) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Mobile Safari/537.36 (compatible; PetalBot;+https://webmaster.petalsearch.com/site/petalbot)",
+        "Mobile Safari/537.36 "
+        "(compatible; PetalBot;+https://webmaster.petalsearch.com/site/petalbot)",
         (Network("114.119.128.0/19", "SG", 1),),
         1,
     ),
@@ -238,6 +239,8 @@ PROBE_PATHS: tuple[str, ...] = (
     "/server-status",
 )
 
+# Words the blog, docs and search paths are made of.
+# fmt: off
 TOPIC_WORDS: tuple[str, ...] = (
     "logs", "metrics", "dashboards", "alerts", "pipelines", "kafka", "parquet", "duckdb",
     "retention", "sampling", "tracing", "billing", "teams", "sso", "exports", "webhooks",
@@ -248,3 +251,4 @@ ACTION_WORDS: tuple[str, ...] = (
     "getting-started-with", "why-we-chose", "how-to-tune", "a-guide-to", "debugging",
     "scaling", "migrating-to", "what-is-new-in", "benchmarking", "designing",
 )
+# fmt: on

@@ -19,14 +19,14 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
-from itertools import accumulate
+from datetime import UTC, datetime, timedelta, tzinfo
+from itertools import accumulate, pairwise
 from pathlib import Path
 from typing import Any
 
 from logstack_dagster.sample import catalog
 
-DEFAULT_START = datetime(2019, 12, 2, tzinfo=timezone.utc)
+DEFAULT_START = datetime(2019, 12, 2, tzinfo=UTC)
 FORMATS = ("combined", "common")
 
 _BLOCK = 50_000
@@ -40,21 +40,39 @@ _HTTP2_SHARE = 0.55
 # Status mix per kind of path, in percent. Static files are often revalidated (304);
 # scanners probing for admin pages meet 404s and the odd 403.
 _STATUS_MIX: dict[str, tuple[tuple[int, float], ...]] = {
-    "page": ((200, 92.5), (304, 2.5), (301, 1.5), (302, 2.5), (403, 0.3), (500, 0.5),
-             (503, 0.2)),
+    "page": ((200, 92.5), (304, 2.5), (301, 1.5), (302, 2.5), (403, 0.3), (500, 0.5), (503, 0.2)),
     "gone": ((404, 85), (410, 5), (301, 10)),
     "meta": ((200, 95), (304, 5)),
     "asset": ((200, 72), (304, 25), (404, 2), (206, 1)),
     "image": ((200, 78), (304, 19), (404, 3)),
-    "api": ((200, 82), (201, 3), (204, 3), (400, 3), (401, 4), (404, 1), (429, 2), (500, 1.5),
-            (503, 0.5)),
+    "api": (
+        (200, 82),
+        (201, 3),
+        (204, 3),
+        (400, 3),
+        (401, 4),
+        (404, 1),
+        (429, 2),
+        (500, 1.5),
+        (503, 0.5),
+    ),
     "probe": ((404, 92), (403, 8)),
 }
 
 # Body sizes of the server's own error and redirect pages; None is logged as "-".
 _FIXED_SIZES: dict[int, int | None] = {
-    204: None, 304: None, 301: 235, 302: 219, 400: 226, 401: 381, 403: 199, 404: 1254,
-    410: 1254, 429: 162, 500: 531, 503: 299,
+    204: None,
+    304: None,
+    301: 235,
+    302: 219,
+    400: 226,
+    401: 381,
+    403: 199,
+    404: 1254,
+    410: 1254,
+    429: 162,
+    500: 531,
+    503: 299,
 }
 
 # Path kind mix per client kind: people load pages and what the pages embed, crawlers mostly
@@ -168,25 +186,25 @@ def _lines(
         size = min(_BLOCK, count - first)
         picked = rng.choices(clients, cum_weights=client_cum, k=size)
         drawn = _draw_paths(rng, picked, path_pools)
-        dice = [rng.random() for _ in range(3 * size)]
+        dice = [rng.random() for _ in range(4 * size)]
 
         for n, client in enumerate(picked):
             path = next(drawn[client.kind])
-            roll_a, roll_b, roll_c = dice[3 * n], dice[3 * n + 1], dice[3 * n + 2]
+            roll_status, roll_size, roll_method, roll_referrer = dice[4 * n : 4 * n + 4]
             stamp = stamps.text(next(times))
 
             method = "GET"
-            if path.post_share and roll_c < path.post_share:
+            if path.post_share and roll_method < path.post_share:
                 method = "POST"
-            elif client.kind != "human" and roll_c > 0.97:
+            elif client.kind != "human" and roll_method > 0.97:
                 method = "HEAD"
 
-            status = status_tables[path.statuses][int(roll_a * _TABLE)]
-            body = _body_size(status, path, method, roll_b)
+            status = status_tables[path.statuses][int(roll_status * _TABLE)]
+            body = _body_size(status, path, method, roll_size)
             request = f"{method} {path.text} {client.protocol}"
             line = f'{client.ip} - {client.user} [{stamp}] "{request}" {status} {body}'
             if fmt == "combined":
-                referrer = _referrer(client, path, roll_b, internal, external)
+                referrer = _referrer(client, path, roll_referrer, internal, external)
                 line = f'{line} "{referrer}" "{client.agent}"'
 
             if first + n in odd_lines:
@@ -247,25 +265,65 @@ def _build_site(rng: random.Random) -> list[_Path]:
     other sites, and they are where a real site's 404s come from.
     """
     words, actions = catalog.TOPIC_WORDS, catalog.ACTION_WORDS
-    pages = ["/", "/pricing", "/docs", "/blog", "/about", "/login", "/signup", "/contact",
-             "/changelog", "/careers", "/security", "/status"]
-    pages += [f"/blog/{year}/{a}-{w}" for year in (2017, 2018, 2019) for a in actions
-              for w in words]
-    pages += [f"/docs/{w}/{topic}" for w in words for topic in
-              ("overview", "install", "configure", "reference", "troubleshooting", "faq",
-               "examples", "limits")]
+    pages = [
+        "/",
+        "/pricing",
+        "/docs",
+        "/blog",
+        "/about",
+        "/login",
+        "/signup",
+        "/contact",
+        "/changelog",
+        "/careers",
+        "/security",
+        "/status",
+    ]
+    pages += [
+        f"/blog/{year}/{a}-{w}" for year in (2017, 2018, 2019) for a in actions for w in words
+    ]
+    pages += [
+        f"/docs/{w}/{topic}"
+        for w in words
+        for topic in (
+            "overview",
+            "install",
+            "configure",
+            "reference",
+            "troubleshooting",
+            "faq",
+            "examples",
+            "limits",
+        )
+    ]
     pages += [f"/integrations/{w}" for w in words] + [f"/blog/tag/{w}" for w in words]
     pages += [f"/blog?page={n}" for n in range(2, 40)]
     pages += [f"/search?q={a}+{b}" for a in words for b in words[:12] if a != b]
-    pages += [f"/?utm_source={s}&utm_medium={m}&utm_campaign=launch-{n}"
-              for s in ("newsletter", "twitter", "linkedin") for m in ("email", "social")
-              for n in range(1, 6)]
+    pages += [
+        f"/?utm_source={s}&utm_medium={m}&utm_campaign=launch-{n}"
+        for s in ("newsletter", "twitter", "linkedin")
+        for m in ("email", "social")
+        for n in range(1, 6)
+    ]
 
-    assets = [f"/static/{name}.{rng.getrandbits(32):08x}.{ext}"
-              for name, ext in (("css/app", "css"), ("js/app", "js"), ("js/vendor", "js"),
-                                ("js/charts", "js"), ("css/docs", "css"), ("js/search", "js"))]
-    assets += ["/favicon.ico", "/static/img/logo.svg", "/static/fonts/inter-var.woff2",
-               "/apple-touch-icon.png", "/manifest.json"]
+    assets = [
+        f"/static/{name}.{rng.getrandbits(32):08x}.{ext}"
+        for name, ext in (
+            ("css/app", "css"),
+            ("js/app", "js"),
+            ("js/vendor", "js"),
+            ("js/charts", "js"),
+            ("css/docs", "css"),
+            ("js/search", "js"),
+        )
+    ]
+    assets += [
+        "/favicon.ico",
+        "/static/img/logo.svg",
+        "/static/fonts/inter-var.woff2",
+        "/apple-touch-icon.png",
+        "/manifest.json",
+    ]
     images = [f"/images/{w}/{n:03d}.png" for w in words for n in range(40)]
     images += [f"/images/team/{n:02d}.jpg" for n in range(40)]
     api = [f"/api/v1/{w}?page={n}" for w in words for n in range(1, 6)]
@@ -277,8 +335,10 @@ def _build_site(rng: random.Random) -> list[_Path]:
         gone = text.startswith("/blog/2") and rng.random() < 0.04
         size = _log_normal(rng, 18_000, 0.5)
         site.append(_Path(text, "page", size, post, "gone" if gone else "page"))
-    site += [_Path("/robots.txt", "meta", 131, 0.0, "meta"),
-             _Path("/sitemap.xml", "meta", 48_213, 0.0, "meta")]
+    site += [
+        _Path("/robots.txt", "meta", 131, 0.0, "meta"),
+        _Path("/sitemap.xml", "meta", 48_213, 0.0, "meta"),
+    ]
     site += [_Path(t, "asset", _log_normal(rng, 45_000, 0.9), 0.0, "asset") for t in assets]
     site += [_Path(t, "image", _log_normal(rng, 40_000, 1.0), 0.0, "image") for t in images]
     site += [_Path(t, "api", _log_normal(rng, 1_500, 0.8), 0.2, "api") for t in api]
@@ -414,7 +474,7 @@ def _times(
     edges = [begin + q * 900.0 for q in range(math.ceil(hours * 4))] + [end]
 
     weights = []
-    for low, high in zip(edges, edges[1:]):
+    for low, high in pairwise(edges):
         local = datetime.fromtimestamp((low + high) / 2, zone)
         hour = local.hour + local.minute / 60
         weights.append((high - low) * (1 + 0.6 * math.cos(2 * math.pi * (hour - 15) / 24)))

@@ -145,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
 
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
                           args.log_format)
-    with _pipes() as pipes:
-        summary = run_flow(load_settings(), options)
-        if pipes is not None:
-            pipes.report_custom_message(summary)
+    try:
+        with _pipes() as pipes:
+            summary = run_flow(load_settings(), options)
+            if pipes is not None:
+                pipes.report_custom_message(summary)
+    except LogstackError as exc:
+        log.error("%s", exc)
+        return 1
     print(json.dumps(summary))
     return 0
 

@@ -1,6 +1,7 @@
 import random
+import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -54,7 +55,7 @@ def test_bundled_database_is_found() -> None:
 
 
 def test_build_date_of_the_bundled_database(geo: GeoEnricher) -> None:
-    assert geo.database_build_date == datetime(2019, 12, 24, 17, 41, 41, tzinfo=timezone.utc)
+    assert geo.database_build_date == datetime(2019, 12, 24, 17, 41, 41, tzinfo=UTC)
     assert geo.database_type == "GeoLite2-City"
 
 
@@ -117,16 +118,26 @@ def test_non_public_addresses_are_marked_and_never_looked_up(
 
     assert counting.asked == ["8.8.8.8"]
     assert out.column("ip_scope").to_pylist() == [
-        "private", "loopback", "link_local", "reserved", "public"
+        "private",
+        "loopback",
+        "link_local",
+        "reserved",
+        "public",
     ]
     assert out.column("country").to_pylist() == [None, None, None, None, "US"]
 
 
-def test_null_and_garbage_addresses_get_nulls(geo: GeoEnricher) -> None:
-    out = geo.enrich(table([None, "999.1.1.1", "8.8.8.8"]))
+def test_null_and_garbage_addresses_get_nulls_and_one_warning(
+    geo: GeoEnricher, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = geo.enrich(table([None, "999.1.1.1", "8.8.8.8", "66.249.7", "999.1.1.1"]))
 
     for name in ENRICHED_SCHEMA.names:
         assert out.column(name).to_pylist()[:2] == [None, None], name
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "2 distinct ip values are not IP addresses and stay unenriched, e.g. '999.1.1.1'"
+    ]
 
 
 def test_each_address_is_looked_up_once_across_batches(
@@ -156,8 +167,10 @@ def test_chunked_and_large_string_columns(geo: GeoEnricher) -> None:
     chunked = pa.Table.from_batches(table(ips).to_batches(max_chunksize=5))
     large = table(ips).cast(pa.schema([("ip", pa.large_string()), ("row", pa.int64())]))
 
-    assert geo.enrich(chunked).select(ENRICHED_SCHEMA.names).equals(
-        plain.select(ENRICHED_SCHEMA.names)
+    assert (
+        geo.enrich(chunked)
+        .select(ENRICHED_SCHEMA.names)
+        .equals(plain.select(ENRICHED_SCHEMA.names))
     )
     assert geo.enrich(large).column("country").to_pylist() == plain.column("country").to_pylist()
 
@@ -166,7 +179,7 @@ def test_empty_table(geo: GeoEnricher) -> None:
     out = geo.enrich(table([]))
 
     assert out.num_rows == 0
-    assert out.schema.names[-len(ENRICHED_SCHEMA):] == ENRICHED_SCHEMA.names
+    assert out.schema.names[-len(ENRICHED_SCHEMA) :] == ENRICHED_SCHEMA.names
 
 
 def test_table_without_ip_column_is_refused(geo: GeoEnricher) -> None:
@@ -179,7 +192,7 @@ def test_table_without_ip_column_is_refused(geo: GeoEnricher) -> None:
 def test_missing_database_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "GeoLite2-City.mmdb"
 
-    with pytest.raises(FileNotFoundError, match=f"City database not found: {missing}"):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"City database not found: {missing}")):
         GeoEnricher(city_db=missing)
 
 
@@ -187,12 +200,14 @@ def test_a_file_that_is_no_maxmind_database_names_the_path(tmp_path: Path) -> No
     bogus = tmp_path / "bogus.mmdb"
     bogus.write_bytes(b"certainly not a MaxMind database" * 100)
 
-    with pytest.raises(ValueError, match=f"not a MaxMind database: {bogus}"):
+    with pytest.raises(ValueError, match=re.escape(f"not a MaxMind database: {bogus}")):
         GeoEnricher(city_db=bogus)
 
 
 def test_a_database_of_the_wrong_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="expected a ASN database at .*'GeoLite2-City'"):
+    with pytest.raises(
+        ValueError, match=r"is a 'GeoLite2-City' database; expected a GeoIP2 ASN database"
+    ):
         GeoEnricher(asn_db=default_city_db_path())
 
 
@@ -200,11 +215,16 @@ def test_asn_database_fills_asn_and_organisation(tmp_path: Path) -> None:
     mmdb_writer = pytest.importorskip("mmdb_writer")
     from netaddr import IPSet
 
-    writer = mmdb_writer.MMDBWriter(ip_version=6, database_type="GeoLite2-ASN",
-                                    ipv4_compatible=True, int_type="u32")
-    writer.insert_network(IPSet(["8.8.8.0/24"]), {
-        "autonomous_system_number": 15169, "autonomous_system_organization": "GOOGLE",
-    })
+    writer = mmdb_writer.MMDBWriter(
+        ip_version=6, database_type="GeoLite2-ASN", ipv4_compatible=True, int_type="u32"
+    )
+    writer.insert_network(
+        IPSet(["8.8.8.0/24"]),
+        {
+            "autonomous_system_number": 15169,
+            "autonomous_system_organization": "GOOGLE",
+        },
+    )
     path = tmp_path / "GeoLite2-ASN.mmdb"
     writer.to_db_file(str(path))
 
@@ -217,8 +237,10 @@ def test_asn_database_fills_asn_and_organisation(tmp_path: Path) -> None:
 
 def test_a_million_rows_enrich_fast_once_warm(geo: GeoEnricher) -> None:
     rng = random.Random(1)
-    distinct = [f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.7"
-                for _ in range(20_000)]
+    distinct = [
+        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.7"
+        for _ in range(20_000)
+    ]
     batch = pa.table({"ip": pa.array(rng.choices(distinct, k=1_000_000), pa.string())})
     geo.enrich(batch)
 

@@ -6,7 +6,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import duckdb
@@ -83,7 +83,9 @@ class RdapServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/rdap"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def total(self) -> int:
         return sum(self.requests.values())
@@ -91,7 +93,7 @@ class RdapServer:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2019, 12, 2, tzinfo=timezone.utc)
+        self.now = datetime(2019, 12, 2, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -127,14 +129,20 @@ def closed_port_url() -> str:
 
 
 def test_success_names_asn_holder_and_network(rdap: RdapServer, clock: Clock) -> None:
-    lookup = OwnerLookup(timeout=2, max_workers=4, max_age=timedelta(days=1),
-                         rdap_url=rdap.url, clock=clock)
+    lookup = OwnerLookup(
+        timeout=2, max_workers=4, max_age=timedelta(days=1), rdap_url=rdap.url, clock=clock
+    )
 
     owner = lookup.lookup("8.8.8.8")
 
     assert owner == OwnerNetwork(
-        ip="8.8.8.8", status="ok", asn=15169, asn_description="Google LLC",
-        network_name="GOOGLE", network_cidr="8.8.8.0/24", country="US",
+        ip="8.8.8.8",
+        status="ok",
+        asn=15169,
+        asn_description="Google LLC",
+        network_name="GOOGLE",
+        network_cidr="8.8.8.0/24",
+        country="US",
         looked_up_at=clock.now,
     )
     assert owner.label == "AS15169 GOOGLE"

@@ -3,11 +3,26 @@ from logstack_dagster.lake.manifest import Commit, FileEntry, Manifest, merge_ra
 
 
 def _commit(first: int, last: int, partition: int = 0) -> Commit:
-    return Commit(cluster="c1", topic="t", partition=partition, first_offset=first,
-                  last_offset=last, records=last - first + 1, rows=last - first + 1,
-                  quarantined=0, run_id="r",
-                  files=[FileEntry("requests", f"requests/year=2019/month=01/day=22/hour=00/"
-                                   f"b{first}.parquet", "2019-01-22T00:00:00Z", 1, 3)])
+    return Commit(
+        cluster="c1",
+        topic="t",
+        partition=partition,
+        first_offset=first,
+        last_offset=last,
+        records=last - first + 1,
+        rows=last - first + 1,
+        quarantined=0,
+        run_id="r",
+        files=[
+            FileEntry(
+                "requests",
+                f"requests/year=2019/month=01/day=22/hour=00/b{first}.parquet",
+                "2019-01-22T00:00:00Z",
+                1,
+                3,
+            )
+        ],
+    )
 
 
 def _stage(lake: Lake, commit: Commit) -> None:

@@ -1,8 +1,9 @@
 import gzip
 import ipaddress
+import itertools
 import re
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
@@ -94,8 +95,20 @@ def test_browsers_and_crawlers_are_mixed(clean_lines: list[bytes]) -> None:
     agents = Counter(parse(line)["agent"] for line in clean_lines)  # type: ignore[index]
     text = "\n".join(agents)
 
-    for name in ("Chrome/", "Firefox/", "Safari/", "Edge/", "Mobile", "Googlebot", "bingbot",
-                 "AhrefsBot", "GPTBot", "ClaudeBot", "curl/", "python-requests/"):
+    for name in (
+        "Chrome/",
+        "Firefox/",
+        "Safari/",
+        "Edge/",
+        "Mobile",
+        "Googlebot",
+        "bingbot",
+        "AhrefsBot",
+        "GPTBot",
+        "ClaudeBot",
+        "curl/",
+        "python-requests/",
+    ):
         assert name in text, name
 
 
@@ -109,7 +122,7 @@ def test_distinct_clients_scale_with_ip_share() -> None:
 
 def test_timestamps_move_forward_with_small_jitter(clean_lines: list[bytes]) -> None:
     times = [stamp(parse(line)) for line in clean_lines]  # type: ignore[arg-type]
-    backwards = [a - b for a, b in zip(times, times[1:]) if b < a]
+    backwards = [a - b for a, b in itertools.pairwise(times) if b < a]
 
     assert max(backwards, default=timedelta(0)) <= timedelta(seconds=2)
     assert times[0] < DEFAULT_START + timedelta(minutes=5)
@@ -124,7 +137,7 @@ def test_traffic_follows_the_time_of_day(clean_lines: list[bytes]) -> None:
 
 def test_zone_and_window_are_configurable() -> None:
     zone = timezone(timedelta(hours=-5))
-    start = datetime(2020, 3, 1, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2020, 3, 1, 9, 0, tzinfo=UTC)
     lines = list(generate_lines(2_000, start=start, hours=0.5, tz=zone, odd_share=0))
 
     times = [stamp(parse(line)) for line in lines]  # type: ignore[arg-type]
@@ -134,9 +147,7 @@ def test_zone_and_window_are_configurable() -> None:
 
 def test_common_format_has_no_referrer_or_agent() -> None:
     lines = list(generate_lines(2_000, fmt="common", odd_share=0))
-    common = re.compile(
-        r'^\S+ \S+ \S+ \[[^\]]+\] "[A-Z]+ /\S* HTTP/\d\.\d" \d{3} (?:\d+|-)\n$'
-    )
+    common = re.compile(r'^\S+ \S+ \S+ \[[^\]]+\] "[A-Z]+ /\S* HTTP/\d\.\d" \d{3} (?:\d+|-)\n$')
 
     assert all(common.match(line.decode()) for line in lines)
 

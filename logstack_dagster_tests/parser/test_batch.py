@@ -1,0 +1,151 @@
+"""parse_lines on awkward batches: the accounting promise and each kind of reject."""
+
+from logstack_dagster.parser import PARSED_SCHEMA, REJECT_SCHEMA, parse_lines
+
+GOOD = b'192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.0" 200 2326 "-" "ua"'
+
+
+def _reasons(result) -> dict[int, str]:
+    return dict(zip(result.rejects["line_index"].to_pylist(), result.rejects["reason"].to_pylist()))
+
+
+def test_schemas_are_exact():
+    result = parse_lines([GOOD])
+
+    assert result.rows.schema == PARSED_SCHEMA
+    assert result.rejects.schema == REJECT_SCHEMA
+    assert result.format_name == "combined"
+
+
+def test_empty_batch_gives_empty_tables():
+    result = parse_lines([], "combined")
+
+    assert result.rows.num_rows == 0 and result.rejects.num_rows == 0
+    assert result.rows.schema == PARSED_SCHEMA
+
+
+def test_line_endings_blank_and_garbage_lines_are_accounted_for():
+    lines = [GOOD + b"\r\n", b"", b"\r\n", b"   \t", b"not a log line\n", GOOD]
+    result = parse_lines(lines, "combined")
+
+    assert result.rows["line_index"].to_pylist() == [0, 5]
+    assert _reasons(result) == {1: "empty", 2: "empty", 3: "empty", 4: "no_match"}
+    assert "not a log line" in result.rejects["message"].to_pylist()[-1]
+
+
+def test_invalid_utf8_survives_as_upper_case_escapes():
+    line = GOOD.replace(b'"ua"', b'"caf\xe9 \xff"')
+    row = parse_lines([line], "combined").rows.to_pylist()[0]
+
+    assert row["user_agent"] == "caf\\xE9 \\xFF"
+
+
+def test_nul_bytes_do_not_break_the_batch():
+    result = parse_lines([GOOD.replace(b"/a", b"/a\x00b"), b"\x00\x00", GOOD], "combined")
+
+    assert result.rows["line_index"].to_pylist() == [0, 2]
+    assert result.rows["path"].to_pylist()[0] == "/a\x00b"
+    assert _reasons(result) == {1: "no_match"}
+
+
+def test_a_one_mebibyte_line_is_rejected_as_too_long_not_parsed():
+    huge = GOOD.replace(b"/a", b"/" + b"a" * (1 << 20))
+    result = parse_lines([huge, GOOD], "combined")
+
+    assert _reasons(result) == {0: "too_long"}
+    assert "over the limit" in result.rejects["message"].to_pylist()[0]
+    assert result.rows["line_index"].to_pylist() == [1]
+
+
+def test_bad_timestamp_status_and_bytes_have_their_own_reasons():
+    lines = [
+        GOOD.replace(b"10/Oct", b"10/Okt"),
+        GOOD.replace(b"10/Oct", b"31/Feb"),
+        GOOD.replace(b" 200 ", b" 2x0 "),
+        GOOD.replace(b" 2326 ", b" lots "),
+    ]
+    result = parse_lines(lines, "combined")
+
+    assert _reasons(result) == {
+        0: "bad_timestamp",
+        1: "bad_timestamp",
+        2: "bad_status",
+        3: "bad_bytes",
+    }
+    assert "'10/Okt/2000:13:55:36 -0700'" in result.rejects["message"].to_pylist()[0]
+
+
+def test_tabs_lower_case_months_and_odd_offsets_are_read():
+    lines = [
+        GOOD.replace(b"- - [", b"-\t-\t["),
+        GOOD.replace(b"Oct", b"oct").replace(b"-0700", b"+0545"),
+        GOOD.replace(b"-0700", b"-09:30"),
+    ]
+    rows = parse_lines(lines, "combined").rows.to_pylist()
+
+    assert [r["event_time"].isoformat() for r in rows] == [
+        "2000-10-10T20:55:36+00:00",
+        "2000-10-10T08:10:36+00:00",
+        "2000-10-10T23:25:36+00:00",
+    ]
+    assert [r["utc_offset"] for r in rows] == ["-0700", "+0545", "-09:30"]
+
+
+def test_connect_absolute_uri_and_tls_garbage_requests():
+    lines = [
+        GOOD.replace(b"GET /a?b=1 HTTP/1.0", b"CONNECT example.com:443 HTTP/1.1"),
+        GOOD.replace(b"/a?b=1", b"http://example.com/x?y=%41"),
+        GOOD.replace(b"GET /a?b=1 HTTP/1.0", b"\\x16\\x03\\x01\\x02\\x00"),
+    ]
+    rows = parse_lines(lines, "combined").rows.to_pylist()
+
+    assert (rows[0]["method"], rows[0]["target"], rows[0]["path"]) == (
+        "CONNECT",
+        "example.com:443",
+        "example.com:443",
+    )
+    assert (rows[1]["path"], rows[1]["query"]) == ("http://example.com/x", "y=%41")
+    assert rows[2]["malformed_request"] and rows[2]["request"] == "\\x16\\x03\\x01\\x02\\x00"
+    assert rows[2]["method"] is None
+
+
+def test_stream_mixing_lines_with_and_without_trailing_fields():
+    lines = [GOOD, GOOD + b' "203.0.113.9"', GOOD + b' "-" 0.012', GOOD + b" 0/14"]
+    rows = parse_lines(lines, "combined").rows.to_pylist()
+
+    assert [r["forwarded_for"] for r in rows] == [None, "203.0.113.9", None, None]
+    assert [r["extra_fields"] for r in rows] == [[], [], ["0.012"], ["0/14"]]
+
+
+def test_missing_offset_is_read_as_utc_and_flagged():
+    row = parse_lines([GOOD.replace(b" -0700]", b"]")], "combined").rows.to_pylist()[0]
+
+    assert row["tz_missing"] is True and row["utc_offset"] is None
+    assert row["event_time"].isoformat() == "2000-10-10T13:55:36+00:00"
+
+
+def test_percent_decoding_keeps_sequences_that_are_not_utf8():
+    line = GOOD.replace(b"/a?b=1", b"/caf%C3%A9/%E0%zz")
+    row = parse_lines([line], "combined").rows.to_pylist()[0]
+
+    assert row["path_decoded"] == "/café/%E0%zz"
+    assert row["path"] == "/caf%C3%A9/%E0%zz"
+
+
+def test_auto_detection_does_not_need_real_requests_at_the_head():
+    idle = b'192.0.2.31 - - [03/May/2019:01:20:30 +0200] "-" 408 3294 "-" "-"'
+    result = parse_lines([idle] * 500 + [GOOD] * 3)
+
+    assert result.format_name == "combined"
+    assert result.accepted == 503
+    assert result.rows["request"].to_pylist()[0] is None
+    assert result.rows["malformed_request"].to_pylist()[0] is False
+
+
+def test_line_cut_inside_its_user_agent_is_kept_and_flagged():
+    cut = GOOD.replace(b'"ua"', b'"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) Chrome/32.')
+    rows = parse_lines([cut, GOOD], "combined").rows.to_pylist()
+
+    assert [r["line_truncated"] for r in rows] == [True, False]
+    assert rows[0]["user_agent"] == "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) Chrome/32."
+    assert rows[0]["status_code"] == 200

@@ -1,0 +1,122 @@
+"""The command line: answers on stdout, one clear line on stderr for every user mistake."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from logstack_dagster_tests.conftest import count_lines
+
+LOGSTACK = str(Path(sys.executable).parent / "logstack")
+
+
+def _run(*args, env=None, stdin=None, timeout=120):
+    import os
+
+    return subprocess.run(
+        [LOGSTACK, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _one_line_error(result, *expected):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # One line, or argparse's usage line followed by its one error line.
+    assert len(lines) == 1 or (len(lines) == 2 and lines[0].startswith("usage:")), lines
+    assert "error:" in lines[-1]
+    for text in expected:
+        assert text in result.stderr
+
+
+def test_bad_flag_value_names_the_flag():
+    _one_line_error(_run("generate", "--lines", "many"), "--lines", "many")
+
+
+def test_unknown_command_is_a_usage_error():
+    _one_line_error(_run("frobnicate"), "frobnicate")
+
+
+def test_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope.log"
+    _one_line_error(_run("parse", str(missing)), str(missing))
+    _one_line_error(_run("demo", "--log", str(missing)), "--log", str(missing))
+
+
+def test_unreachable_broker_is_named_with_its_address(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    result = _run(
+        "produce",
+        str(log),
+        env={"KAFKA_BROKERS": "127.0.0.1:9", "LOGSTACK_HOME": str(tmp_path)},
+        timeout=60,
+    )
+    _one_line_error(result, "127.0.0.1:9")
+
+
+def test_no_broker_at_all_says_how_to_get_one(tmp_path):
+    result = _run("flow", env={"KAFKA_BROKERS": "", "LOGSTACK_HOME": str(tmp_path)})
+    _one_line_error(result, "KAFKA_BROKERS", "logstack broker start")
+
+
+def test_bad_format_is_named():
+    _one_line_error(_run("parse", "--format", "%Q nonsense", stdin="x\n"), "--format")
+
+
+def test_bad_setting_is_named(tmp_path):
+    result = _run("flow", env={"KAFKA_PARTITIONS": "zero", "LOGSTACK_HOME": str(tmp_path)})
+    _one_line_error(result, "KAFKA_PARTITIONS", "zero")
+
+
+def test_parse_prints_one_json_object_per_line(shared_data):
+    path = shared_data / "odd-fields.log"
+    result = _run("parse", str(path))
+    assert result.returncode == 0, result.stderr
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(objects) == count_lines(path)
+    assert all("status_code" in o or "error" in o for o in objects)
+    first = objects[0]
+    assert first["client"] == "83.149.9.216"
+    assert first["event_time"] == "2015-02-24T23:13:42Z"
+
+
+def test_parse_reports_rejected_lines_with_their_number():
+    text = (
+        '203.0.113.9 - - [22/Jan/2019:03:56:14 +0330] "GET / HTTP/1.1" 200 5 "-" "x"\n'
+        "not a log line at all\n"
+    )
+    result = _run("parse", "--format", "combined", stdin=text)
+    first, second = [json.loads(line) for line in result.stdout.splitlines()]
+    assert first["status_code"] == 200
+    assert second["line_number"] == 2
+    assert second["raw"] == "not a log line at all"
+    assert second["error"]
+
+
+@pytest.mark.integration
+def test_broker_commands_start_report_and_stop(tmp_path):
+    env = {"LOGSTACK_HOME": str(tmp_path)}
+    assert _run("broker", "status", env=env).returncode == 1
+    started = _run("broker", "start", env=env)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "127.0.0.1:" in started.stdout
+        assert _run("broker", "status", env=env).returncode == 0
+    finally:
+        assert _run("broker", "stop", env=env).returncode == 0
+    assert "not running" in _run("broker", "status", env=env).stdout
+
+
+def test_generate_writes_the_lines_asked_for(tmp_path):
+    out = tmp_path / "sample.log"
+    result = _run("generate", "--lines", "2000", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert count_lines(out) == 2000
