@@ -190,6 +190,9 @@ class GeoEnricher:
         ips = table.column("ip")
         if not (pa.types.is_string(ips.type) or pa.types.is_large_string(ips.type)):
             raise ValueError(f"column 'ip' must be a string column, got type {ips.type}")
+        taken = [name for name in ENRICHED_SCHEMA.names if name in table.column_names]
+        if taken:
+            raise ValueError(f"table already has enrichment columns {taken}; enrich it only once")
 
         distinct = pc.drop_null(pc.unique(ips))
         texts = distinct.to_pylist()
@@ -205,8 +208,7 @@ class GeoEnricher:
 
         # One small array per new column, aligned with `distinct`, spread back over the rows.
         positions = pc.index_in(ips, value_set=distinct)
-        for name, field in zip(ENRICHED_SCHEMA.names, ENRICHED_SCHEMA, strict=True):
-            index = _Answer._fields.index(name)
+        for index, field in enumerate(ENRICHED_SCHEMA):
             per_ip = pa.array([answer[index] for answer in answers], type=field.type)
             table = table.append_column(field, per_ip.take(positions))
         return table

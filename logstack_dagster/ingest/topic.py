@@ -140,6 +140,31 @@ def end_offsets(cluster: Cluster, topic: str) -> dict[int, int]:
         consumer.close()
 
 
+def exact_end_offsets(cluster: Cluster, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The true end offset of each partition, from the high-water mark of a fetch.
+
+    Costs a fetch of at most one batch per partition; for checks and tests, not for the
+    sensor's frequent ticks (see `end_offsets`).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    listed = end_offsets(cluster, topic)
+    consumer = Consumer(cluster.librdkafka_config(**{
+        "group.id": "logstack-end-offsets", "enable.auto.commit": False,
+        "enable.partition.eof": True}))
+    try:
+        consumer.assign([TopicPartition(topic, p, max(end - 1, 0)) for p, end in listed.items()])
+        answered: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(answered) < len(listed) and time.monotonic() < deadline:
+            for message in consumer.consume(100, 0.5):
+                answered.add(message.partition())
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+                for p in listed}
+    finally:
+        consumer.close()
+
+
 def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
     """Every line of `stream` without its newline; a last line without one is kept."""
     rest = b""

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from logstack_dagster.parser.formats import LogFormat
+
 PARSED_SCHEMA = pa.schema(
     [
         pa.field("line_index", pa.int32(), nullable=False),
@@ -83,7 +85,7 @@ class ParseResult:
     format_name: str
     # The format itself: a detected W3C header or custom string is not recoverable by name,
     # so a caller that pins the format for later batches should keep this.
-    log_format: object | None = None
+    log_format: LogFormat | None = None
 
     @property
     def accepted(self) -> int:

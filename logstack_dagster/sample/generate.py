@@ -118,7 +118,7 @@ def generate_lines(
     ip_share: float = 0.02,
     tz: tzinfo | None = None,
 ) -> Iterator[bytes]:
-    """Yield ``count`` access-log lines, each ending in ``b"\\n"``.
+    """Yield ``count`` access-log lines, without line terminators.
 
     Lines cover ``hours`` from the aware datetime ``start``, in near time order, stamped in
     ``tz`` (default: ``start``'s own zone). ``fmt`` is ``"combined"`` or ``"common"``.
@@ -153,7 +153,7 @@ def write_log(path: str | Path, count: int, **kw: Any) -> int:
     written = 0
     with opener(path, "wb") as out:
         for line in generate_lines(count, **kw):
-            out.write(line)
+            out.write(line + b"\n")
             written += 1
     return written
 
@@ -209,7 +209,7 @@ def _lines(
 
             if first + n in odd_lines:
                 line = _odd_line(rng, odd_kinds, client, stamp, line, fmt)
-            yield (line + "\n").encode()
+            yield line.encode()
 
 
 def _body_size(status: int, path: _Path, method: str, roll: float) -> str:

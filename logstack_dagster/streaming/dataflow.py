@@ -69,7 +69,7 @@ class BatchProcessor:
         fmt = self.fixed_format or self.detected.get(raw.partition)
         result = parse_lines(raw.values, fmt)
         if fmt is None and result.rows.num_rows:
-            self.detected[raw.partition] = result.format_name
+            self.detected[raw.partition] = result.log_format or result.format_name
             log.info("partition %d: detected the %s format", raw.partition,
                      result.format_name)
 

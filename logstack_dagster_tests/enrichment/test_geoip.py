@@ -1,6 +1,4 @@
-import random
 import re
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import pytest
 from logstack_dagster.enrichment.geoip import (
     ENRICHED_SCHEMA,
     GeoEnricher,
+    _Answer,
     default_city_db_path,
     ip_scope,
 )
@@ -182,6 +181,17 @@ def test_empty_table(geo: GeoEnricher) -> None:
     assert out.schema.names[-len(ENRICHED_SCHEMA) :] == ENRICHED_SCHEMA.names
 
 
+def test_answer_fields_follow_the_schema() -> None:
+    assert _Answer._fields == tuple(ENRICHED_SCHEMA.names)
+
+
+def test_enriching_twice_is_refused(geo: GeoEnricher) -> None:
+    once = geo.enrich(table(["8.8.8.8"]))
+
+    with pytest.raises(ValueError, match="already has enrichment columns"):
+        geo.enrich(once)
+
+
 def test_table_without_ip_column_is_refused(geo: GeoEnricher) -> None:
     with pytest.raises(ValueError, match=r"no 'ip' column; its columns are \['addr'\]"):
         geo.enrich(pa.table({"addr": ["8.8.8.8"]}))
@@ -233,21 +243,3 @@ def test_asn_database_fills_asn_and_organisation(tmp_path: Path) -> None:
 
     assert out.column("asn").to_pylist() == [15169, None, None]
     assert out.column("as_org").to_pylist() == ["GOOGLE", None, None]
-
-
-def test_a_million_rows_enrich_fast_once_warm(geo: GeoEnricher) -> None:
-    rng = random.Random(1)
-    distinct = [
-        f"{rng.randint(1, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.7"
-        for _ in range(20_000)
-    ]
-    batch = pa.table({"ip": pa.array(rng.choices(distinct, k=1_000_000), pa.string())})
-    geo.enrich(batch)
-
-    began = time.perf_counter()
-    out = geo.enrich(batch)
-    elapsed = time.perf_counter() - began
-
-    assert out.num_rows == 1_000_000
-    # Measured near 0.15 s; the bound leaves room for slow shared CI machines.
-    assert elapsed < 2.0
