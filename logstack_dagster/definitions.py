@@ -6,13 +6,15 @@ The resources take their values from the environment (`settings.py`).
 from dagster import Definitions, PipesSubprocessClient
 from dagster_duckdb import DuckDBResource
 
+from logstack_dagster.alerts import AlertResource, run_failure_alert_sensor
 from logstack_dagster.ingest.assets import raw_topic
 from logstack_dagster.ingest.resources import KafkaResource
 from logstack_dagster.ingest.sensors import raw_topic_sensor
 from logstack_dagster.lake.assets import ingest_job, requests_lake
+from logstack_dagster.lake.checks import ingest_reconciliation, newest_event_freshness
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.assets import metric_assets
-from logstack_dagster.metrics.checks import parse_failure_share
+from logstack_dagster.metrics.checks import metric_totals_match_lake, parse_failure_share
 from logstack_dagster.metrics.schedules import hourly_metrics_job, hourly_metrics_schedule
 from logstack_dagster.settings import Settings, load_settings
 
@@ -21,18 +23,25 @@ def build_defs(settings: Settings) -> Definitions:
     """The definitions with resources pointed at `settings`."""
     return Definitions(
         assets=[raw_topic, requests_lake, *metric_assets],
-        asset_checks=[parse_failure_share],
+        asset_checks=[parse_failure_share, metric_totals_match_lake, ingest_reconciliation,
+                      newest_event_freshness],
         jobs=[ingest_job, hourly_metrics_job],
         schedules=[hourly_metrics_schedule],
-        sensors=[raw_topic_sensor],
-        resources={
-            "kafka": KafkaResource(
-                brokers=settings.brokers or "", topic=settings.topic, home=str(settings.home)),
-            "lake": LakeResource(uri=settings.lake),
-            "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
-            "pipes_subprocess_client": PipesSubprocessClient(),
-        },
+        sensors=[raw_topic_sensor, run_failure_alert_sensor],
+        resources=build_resources(settings),
     )
+
+
+def build_resources(settings: Settings) -> dict:
+    """The resources, keyed by the system each one speaks to."""
+    return {
+        "kafka": KafkaResource(
+            brokers=settings.brokers or "", topic=settings.topic, home=str(settings.home)),
+        "lake": LakeResource(uri=settings.lake),
+        "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
+        "alerts": AlertResource(webhook=settings.alert_webhook or ""),
+        "pipes_subprocess_client": PipesSubprocessClient(),
+    }
 
 
 defs = build_defs(load_settings())

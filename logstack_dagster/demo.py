@@ -48,7 +48,7 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
              f"{ingested['quarantined']:,} quarantined, {ingested['files']} Parquet files")
         with _step("materializing the hourly metrics through Dagster"):
             runs = materialize_lake(settings, instance)
-        _say(f"  {len(runs)} runs of hourly_metrics_job")
+        _say(f"  {len(runs)} run{'s' if len(runs) != 1 else ''} of hourly_metrics_job")
 
         _say("")
         print_report(settings, as_json=False, top=10, whois_timeout=2.0)
@@ -119,7 +119,8 @@ def _sample(settings: Settings, lines: int) -> Path:
     path = settings.home / "sample" / "access.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _step(f"generating a sample of {lines:,} lines"):
-        write_log(path, lines)
+        # Few odd lines: enough to show the quarantine, too few to trip the parse check.
+        write_log(path, lines, odd_share=0.005)
     return path
 
 

@@ -47,10 +47,13 @@ class Settings:
     log_format: str | None = None
     geoip_city_db: str | None = None
     geoip_asn_db: str | None = None
+    site_hosts: tuple[str, ...] = ()
     kafka_security: dict[str, str] = field(default_factory=dict)
     first_hour: str = DEFAULT_FIRST_HOUR
     parse_failure_warn: float = 0.001
     parse_failure_error: float = 0.01
+    freshness_hours: float = 2.0
+    alert_webhook: str | None = None
 
     @property
     def lake(self) -> str:
@@ -104,10 +107,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         log_format=env.get("LOGSTACK_FORMAT") or None,
         geoip_city_db=env.get("GEOIP_CITY_DB") or None,
         geoip_asn_db=env.get("GEOIP_ASN_DB") or None,
+        site_hosts=_hosts(env, "LOGSTACK_SITE_HOSTS"),
         kafka_security=security,
         first_hour=env.get("LOGSTACK_FIRST_HOUR") or DEFAULT_FIRST_HOUR,
         parse_failure_warn=_share(env, "LOGSTACK_PARSE_FAILURE_WARN", 0.001),
         parse_failure_error=_share(env, "LOGSTACK_PARSE_FAILURE_ERROR", 0.01),
+        freshness_hours=_hours(env, "LOGSTACK_FRESHNESS_HOURS", 2.0),
+        alert_webhook=env.get("LOGSTACK_ALERT_WEBHOOK") or None,
     )
 
 
@@ -122,3 +128,26 @@ def _share(env, name: str, default: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise SettingsError(f"{name} must be a share between 0 and 1, not {text!r}")
     return value
+
+
+def _hours(env, name: str, default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise SettingsError(f"{name} must be a number of hours above 0, not {text!r}")
+    return value
+
+
+def _hosts(env, name: str) -> tuple[str, ...]:
+    """A comma-separated list of host names, lower-cased, without blanks or repeats."""
+    hosts = (h.strip().lower() for h in (env.get(name) or "").split(","))
+    named = tuple(dict.fromkeys(h for h in hosts if h))
+    bad = [h for h in named if "/" in h or " " in h]
+    if bad:
+        raise SettingsError(f"{name} must list host names separated by commas, not {bad[0]!r}")
+    return named

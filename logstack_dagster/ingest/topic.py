@@ -110,11 +110,17 @@ def ensure_topic(cluster: Cluster, topic: str, partitions: int) -> int:
 
 def topic_metadata(cluster: Cluster, topic: str, timeout: float = 10.0) -> tuple[str, int]:
     """The cluster id and the partition count of `topic` (0 when it does not exist)."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     # Asking for every topic, not this one: a request naming a missing topic makes brokers
     # with auto-creation on (Tansu among them) create it.
-    metadata = AdminClient(cluster.librdkafka_config()).list_topics(timeout=timeout)
+    try:
+        metadata = AdminClient(cluster.librdkafka_config()).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnreachable(
+            f"no Kafka broker answered at {cluster.brokers} within {timeout:g} s: "
+            f"{exc.args[0].str() if exc.args else exc}") from None
     found = metadata.topics.get(topic)
     count = 0 if found is None or found.error is not None else len(found.partitions)
     return metadata.cluster_id or "unknown-cluster", count
@@ -130,12 +136,20 @@ def end_offsets(cluster: Cluster, topic: str) -> dict[int, int]:
     dataflow's EOF, which uses the fetch high-water mark.
     """
     from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
 
-    consumer = KafkaConsumer(**cluster.kafka_python_config(), request_timeout_ms=10_000)
+    # kafka-python waits long for a broker that is down; a plain connect fails fast.
+    wait_reachable(cluster, timeout=5.0)
+    try:
+        consumer = KafkaConsumer(**cluster.kafka_python_config(), request_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise BrokerUnreachable(f"no Kafka broker answered at {cluster.brokers}: {exc}") from None
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         offsets = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
         return {tp.partition: offset for tp, offset in offsets.items()}
+    except KafkaError as exc:
+        raise BrokerUnreachable(f"reading offsets from {cluster.brokers} failed: {exc}") from None
     finally:
         consumer.close()
 

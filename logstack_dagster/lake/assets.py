@@ -16,8 +16,11 @@ from dagster import (
     op,
 )
 
+from logstack_dagster.alerts import AlertResource
 from logstack_dagster.ingest.resources import KafkaResource
+from logstack_dagster.lake.checks import reconciliation_evaluation
 from logstack_dagster.lake.layout import ROWS
+from logstack_dagster.lake.reconcile import reconcile
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.partitions import hourly_partitions
 
@@ -44,6 +47,7 @@ def ingest_topic(
     context: OpExecutionContext,
     kafka: KafkaResource,
     lake: LakeResource,
+    alerts: AlertResource,
     pipes_subprocess_client: PipesSubprocessClient,
 ):
     env = {
@@ -72,6 +76,13 @@ def ingest_topic(
                 "run_offsets": MetadataValue.json(summary["offsets"]),
             },
         )
+    result = reconcile(lake.manifest(summary["cluster"], kafka.topic), run_id=context.run_id)
+    context.log_event(reconciliation_evaluation(result, context.run_id))
+    if not result.passed:
+        alerts.send("logstack: an ingest run does not reconcile",
+                    {"run_id": context.run_id, "problems": "; ".join(
+                        [*result.mismatches, *result.gaps][:5])})
+
     context.log.info(
         "ingested %s records: %s rows, %s quarantined, %s files over %s hours",
         summary["records"], summary["rows"], summary["quarantined"], summary["files"],

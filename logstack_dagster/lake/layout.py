@@ -5,8 +5,9 @@
     <root>/_manifest/<cluster>/<topic>/partition=N/<first>-<last>.json  commit records
     <root>/_staging/<batch>/...                                         files not yet committed
 
-Hours are UTC. A row's hour is its event time; a quarantined line's hour is the time the
-broker stamped on its record, since a line that did not parse has no trusted time.
+Hours are UTC. A row's hour is its event time. A quarantined line has no trusted time of
+its own: it goes to the hour of the nearest line that parsed in the same batch (lines of
+a partition are in log order), or, when none did, to the time the broker stamped on it.
 """
 
 from __future__ import annotations

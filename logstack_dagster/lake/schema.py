@@ -14,8 +14,8 @@ SOURCE_SCHEMA = pa.schema([
 
 def rows_schema() -> pa.Schema:
     """The `requests` table: parsed fields, then enrichment, then source coordinates."""
-    from logstack_dagster.enrichment.geoip import ENRICHED_SCHEMA
+    from logstack_dagster.enrichment.pipeline import ENRICHMENT_SCHEMA
     from logstack_dagster.parser import PARSED_SCHEMA
 
     parsed = [f for f in PARSED_SCHEMA if f.name != "line_index"]
-    return pa.schema([*parsed, *ENRICHED_SCHEMA, *SOURCE_SCHEMA])
+    return pa.schema([*parsed, *ENRICHMENT_SCHEMA, *SOURCE_SCHEMA])

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    AutomationCondition,
     BackfillPolicy,
     MaterializeResult,
     MetadataValue,
@@ -23,6 +24,15 @@ from logstack_dagster.metrics.partitions import hourly_partitions
 from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, build_hour
 
 DUCKDB_POOL = "duckdb"
+
+# Like AutomationCondition.eager(), but for every hour rather than only the newest one:
+# rows that arrive late for an hour rebuild that hour, and only that hour.
+LATE_DATA = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("rebuild hours whose lake partition changed")
 PREVIEW_ROWS = 10
 
 
@@ -54,6 +64,7 @@ def _metric_asset(metric: MetricTable) -> AssetsDefinition:
         pool=DUCKDB_POOL,
         deps=deps,
         kinds={"duckdb"},
+        automation_condition=LATE_DATA,
         description=(
             f"DuckDB table `{metric.name}`: {metric.grain}. Source: that hour's Parquet "
             "files in the lake (requests and quarantine). Re-materializing an hour "

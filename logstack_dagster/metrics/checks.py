@@ -1,5 +1,8 @@
-"""Asset checks on the hourly metrics: they alert when too many lines fail to parse."""
+"""Asset checks on the hourly metrics, partition by partition.
 
+Both are blocking: when one fails at error severity, the hour's other metric tables are
+not built in that run. Failures are also sent as alerts.
+"""
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -9,6 +12,10 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
+from logstack_dagster.alerts import AlertResource
+from logstack_dagster.lake.duck import hour_files, parquet_source
+from logstack_dagster.lake.layout import QUARANTINE, ROWS
+from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.partitions import hourly_partitions
 from logstack_dagster.metrics.tables import TRAFFIC
 from logstack_dagster.settings import load_settings
@@ -22,29 +29,75 @@ _settings = load_settings()
     blocking=True,
     partitions_def=hourly_partitions,
     description=(
-        "Share of the hour's lines that went to the quarantine. Warns above "
+        "Share of each hour's lines that went to the quarantine. Warns above "
         f"{_settings.parse_failure_warn:.1%} and fails above {_settings.parse_failure_error:.1%} "
         "(LOGSTACK_PARSE_FAILURE_WARN / _ERROR), which blocks the hour's other metrics."
     ),
 )
-def parse_failure_share(context: AssetCheckExecutionContext,
-                        duckdb: DuckDBResource) -> AssetCheckResult:
+def parse_failure_share(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
+                        alerts: AlertResource) -> AssetCheckResult:
     window = context.partition_time_window
     with duckdb.get_connection() as conn:
-        requests, quarantined = conn.execute(
-            f"SELECT coalesce(sum(requests), 0), coalesce(sum(quarantined), 0) "
-            f"FROM {TRAFFIC.name} WHERE hour >= $1 AND hour < $2",
-            [window.start, window.end],
-        ).fetchone()
+        hours = conn.execute(
+            f"SELECT hour, requests, quarantined FROM {TRAFFIC.name} "
+            "WHERE hour >= $1 AND hour < $2 ORDER BY hour", [window.start, window.end],
+        ).fetchall()
 
-    lines = requests + quarantined
-    share = quarantined / lines if lines else 0.0
-    if share > _settings.parse_failure_error:
-        severity = AssetCheckSeverity.ERROR
-    else:
-        severity = AssetCheckSeverity.WARN
+    # Judged hour by hour: a run over many hours fails if any one of them does.
+    shares = [(q / (r + q) if r + q else 0.0, hour, q, r + q) for hour, r, q in hours]
+    worst = max(shares, default=(0.0, window.start, 0, 0))
+    share, hour, quarantined, lines = worst
+    metadata = {
+        "share": share, "hour": f"{hour:%Y-%m-%d %H:00}", "quarantined": quarantined,
+        "lines": lines, "hours_checked": len(shares),
+        "hours_over_warn": sum(1 for s in shares if s[0] > _settings.parse_failure_warn),
+    }
+    if share > _settings.parse_failure_warn:
+        alerts.send(f"logstack: {share:.2%} of lines failed to parse", metadata)
     return AssetCheckResult(
         passed=share <= _settings.parse_failure_warn,
-        severity=severity,
-        metadata={"share": share, "quarantined": quarantined, "lines": lines},
+        severity=(AssetCheckSeverity.ERROR if share > _settings.parse_failure_error
+                  else AssetCheckSeverity.WARN),
+        metadata=metadata,
     )
+
+
+@asset_check(
+    asset=TRAFFIC.name,
+    name="metric_totals_match_lake",
+    blocking=True,
+    partitions_def=hourly_partitions,
+    description=(
+        "Requests and quarantined lines of each hour in hourly_traffic equal the rows of "
+        "that hour's Parquet files in the lake."
+    ),
+)
+def metric_totals_match_lake(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
+                             lake: LakeResource, alerts: AlertResource) -> AssetCheckResult:
+    opened = lake.open()
+    window = context.partition_time_window
+    differences = []
+    with duckdb.get_connection() as conn:
+        metric = dict((hour, (r, q)) for hour, r, q in conn.execute(
+            f"SELECT hour, requests, quarantined FROM {TRAFFIC.name} "
+            "WHERE hour >= $1 AND hour < $2", [window.start, window.end]).fetchall())
+        for hour in hourly_partitions.get_partition_keys_in_time_window(window):
+            start = hourly_partitions.time_window_for_partition_key(hour).start
+            lake_counts = tuple(_count(conn, hour_files(opened, table, start))
+                                for table in (ROWS, QUARANTINE))
+            found = next((v for k, v in metric.items() if k == start), (0, 0))
+            if tuple(found) != lake_counts:
+                differences.append(f"{hour}: metric {found}, lake {lake_counts}")
+
+    metadata = {"hours_checked": len(hourly_partitions.get_partition_keys_in_time_window(
+        window)), "differences": "\n".join(differences[:20]) or "none"}
+    if differences:
+        alerts.send("logstack: hourly metrics differ from the lake", metadata)
+    return AssetCheckResult(passed=not differences, severity=AssetCheckSeverity.ERROR,
+                            metadata=metadata)
+
+
+def _count(conn, files: list[str]) -> int:
+    if not files:
+        return 0
+    return conn.execute(f"SELECT count(*) FROM {parquet_source(files)}").fetchone()[0]

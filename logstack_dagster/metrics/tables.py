@@ -108,7 +108,48 @@ NOT_FOUND = MetricTable(
     """,
 )
 
-METRICS = (TRAFFIC, STATUS_CODES, COUNTRIES, OFFENDERS, TOP_PATHS, TOP_REFERRERS, NOT_FOUND)
+# Who the requests come from. A visitor is an address and user agent within the hour, as
+# in hourly_traffic; `ua_class` says human, bot, empty or unknown (see enrichment.useragent).
+AUDIENCE = MetricTable(
+    name="hourly_audience",
+    grain="one row per hour and user-agent class (human, bot, empty, unknown)",
+    columns="ua_class VARCHAR, is_bot BOOLEAN, requests BIGINT, unique_visitors BIGINT, "
+            "page_requests BIGINT",
+    select="""
+        SELECT ua_class, is_bot, count(*),
+               count(DISTINCT (coalesce(ip, client), coalesce(user_agent, ''))),
+               count(*) FILTER (WHERE NOT is_static)
+        FROM hour_rows GROUP BY ua_class, is_bot
+    """,
+)
+
+HUMAN_COUNTRIES = MetricTable(
+    name="hourly_human_countries",
+    grain="one row per hour and client country, for browsers of people only (ua_class "
+          "'human'; bots, empty and unknown agents left out)",
+    columns="country VARCHAR, country_name VARCHAR, requests BIGINT, unique_visitors BIGINT",
+    select="""
+        SELECT coalesce(country, 'unknown'), any_value(country_name), count(*),
+               count(DISTINCT (coalesce(ip, client), coalesce(user_agent, '')))
+        FROM hour_rows WHERE ua_class = 'human'
+        GROUP BY coalesce(country, 'unknown')
+    """,
+)
+
+TOP_BOTS = MetricTable(
+    name="hourly_top_bots",
+    grain=f"the {TOP_N} busiest bots of each hour, by name and category (search_engine, "
+          "seo_tool, ai_crawler, monitor, library, unknown_bot)",
+    columns="bot_name VARCHAR, bot_category VARCHAR, requests BIGINT, unique_ips BIGINT",
+    select=f"""
+        SELECT bot_name, bot_category, count(*) AS n, count(DISTINCT ip)
+        FROM hour_rows WHERE is_bot
+        GROUP BY bot_name, bot_category ORDER BY n DESC, bot_name LIMIT {TOP_N}
+    """,
+)
+
+METRICS = (TRAFFIC, STATUS_CODES, COUNTRIES, OFFENDERS, TOP_PATHS, TOP_REFERRERS, NOT_FOUND,
+           AUDIENCE, HUMAN_COUNTRIES, TOP_BOTS)
 
 
 def ensure_table(conn: duckdb.DuckDBPyConnection, metric: MetricTable) -> None:

@@ -1,87 +1,171 @@
-"""The starter answers, read from the hourly metric tables.
+"""The answers of `logstack report`, read from the hourly metric tables.
 
-Requests by country, requests by status code, and the non-200 offenders (status code and
-client) with the network that owns each client's address.
+Requests per hour, by status code, by country; the top paths, referrers and 404 paths;
+the non-200 offenders (status code and client) with the network that owns each address;
+parse failures per hour; and, when the lake tells humans from bots, the top bots.
+
+Every query reads the tables by their plain names, so it runs alike on the real metric
+tables and on ones rebuilt from the lake for a filter (see `sources.py`). Top paths and
+referrers are sums of each hour's top 100, as the metric tables keep them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import duckdb
 
-from logstack_dagster.metrics.tables import COUNTRIES, OFFENDERS, STATUS_CODES, TRAFFIC
+from logstack_dagster.metrics.tables import (
+    COUNTRIES,
+    NOT_FOUND,
+    OFFENDERS,
+    STATUS_CODES,
+    TOP_PATHS,
+    TOP_REFERRERS,
+    TRAFFIC,
+)
+from logstack_dagster.report.filters import ReportFilter
+
+SOURCE_WORDS = {
+    "metrics": "the hourly metric tables",
+    "lake": "the lake, through the metric tables' own SQL",
+}
+
+# Past this many hours the text report counts requests per day instead of per hour.
+TEXT_HOURS_MAX = 72
 
 
 @dataclass
 class Answers:
-    """What `logstack report` prints; `to_json` is its `--json` form."""
+    """What `logstack report` shows; `to_json` is its `--json` form.
+
+    `bots` is None when the lake has no bot columns, and `traffic` rows then have no
+    `humans`, `bots` and `unclassified` counts.
+    """
 
     hours: int
     first_hour: datetime | None
     last_hour: datetime | None
     requests: int
     quarantined: int
-    countries: list[dict] = field(default_factory=list)
+    bytes_sent: int = 0
+    source: str = "metrics"
+    report_filter: ReportFilter = field(default_factory=ReportFilter)
+    traffic: list[dict] = field(default_factory=list)
     status_codes: list[dict] = field(default_factory=list)
+    status_by_hour: list[dict] = field(default_factory=list)
+    countries: list[dict] = field(default_factory=list)
+    top_paths: list[dict] = field(default_factory=list)
+    top_referrers: list[dict] = field(default_factory=list)
+    not_found_paths: list[dict] = field(default_factory=list)
     offenders: list[dict] = field(default_factory=list)
+    bots: list[dict] | None = None
+
+    @property
+    def knows_bots(self) -> bool:
+        return self.bots is not None
 
     def to_json(self) -> dict:
-        data = dict(self.__dict__)
-        for key in ("first_hour", "last_hour"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
+        data = {k: v for k, v in self.__dict__.items() if k != "report_filter"}
+        data["filter"] = self.report_filter.to_json()
+        return _jsonable(data)
 
 
-def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20) -> Answers:
-    """Sum the metric tables over every hour they hold."""
-    hours, first, last, requests, quarantined = conn.execute(f"""
+def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
+                    report_filter: ReportFilter | None = None, *, source: str = "metrics",
+                    bot_columns: frozenset[str] | set[str] = frozenset()) -> Answers:
+    """Sum the metric tables over the hours `report_filter` keeps (every hour by default).
+
+    `bot_columns` names the bot columns the lake's `requests` view has; with `is_bot`
+    the hourly counts are split into humans and bots, with `bot_name` the top bots are
+    listed. `report_filter` also applies to those lake reads.
+    """
+    report_filter = report_filter or ReportFilter()
+    where = report_filter.hour_sql()
+    hours, first, last, requests, quarantined, bytes_sent = conn.execute(f"""
         SELECT count(*), min(hour), max(hour), coalesce(sum(requests), 0),
-               coalesce(sum(quarantined), 0)
-        FROM {TRAFFIC.name}
+               coalesce(sum(quarantined), 0), coalesce(sum(bytes_sent), 0)
+        FROM {TRAFFIC.name} WHERE {where}
     """).fetchone()
-    return Answers(
+    answers = Answers(
         hours=hours, first_hour=first, last_hour=last, requests=int(requests),
-        quarantined=int(quarantined),
-        countries=_records(conn, f"""
-            SELECT country, any_value(country_name) AS country_name,
-                   sum(requests)::BIGINT AS requests
-            FROM {COUNTRIES.name} GROUP BY country ORDER BY requests DESC, country LIMIT {top}
+        quarantined=int(quarantined), bytes_sent=int(bytes_sent), source=source,
+        report_filter=report_filter,
+        traffic=_records(conn, f"""
+            SELECT hour, requests, quarantined, unique_ips, bytes_sent
+            FROM {TRAFFIC.name} WHERE {where} ORDER BY hour
         """),
         status_codes=_records(conn, f"""
             SELECT status_code, sum(requests)::BIGINT AS requests
-            FROM {STATUS_CODES.name} GROUP BY status_code ORDER BY requests DESC, status_code
+            FROM {STATUS_CODES.name} WHERE {where}
+            GROUP BY status_code ORDER BY requests DESC, status_code
         """),
+        status_by_hour=_records(conn, f"""
+            SELECT hour, {status_class_sql('status_code')} AS status_class,
+                   sum(requests)::BIGINT AS requests
+            FROM {STATUS_CODES.name} WHERE {where}
+            GROUP BY hour, status_class ORDER BY hour, status_class
+        """),
+        countries=_records(conn, f"""
+            SELECT country, any_value(country_name) AS country_name,
+                   sum(requests)::BIGINT AS requests
+            FROM {COUNTRIES.name} WHERE {where}
+            GROUP BY country ORDER BY requests DESC, country LIMIT {top}
+        """),
+        top_paths=_summed(conn, TOP_PATHS.name, "path", where, top),
+        top_referrers=_summed(conn, TOP_REFERRERS.name, "referrer", where, top),
+        not_found_paths=_summed(conn, NOT_FOUND.name, "path", where, top),
         offenders=_records(conn, f"""
             SELECT status_code, client, any_value(ip) AS ip, sum(requests)::BIGINT AS requests
-            FROM {OFFENDERS.name} GROUP BY status_code, client
+            FROM {OFFENDERS.name} WHERE {where} GROUP BY status_code, client
             ORDER BY requests DESC, status_code, client LIMIT {top}
         """),
     )
+    if "is_bot" in bot_columns:
+        _split_humans_and_bots(conn, answers, bot_columns, top)
+    return answers
 
 
-def render_text(answers: Answers) -> str:
-    """The answers as plain-text tables for a terminal."""
-    lines = [
-        f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
-        f"over {answers.hours} hours ({_hour(answers.first_hour)} to {_hour(answers.last_hour)})",
-        "",
-        "Requests by country",
-        *text_table(["country", "name", "requests"],
-                [(r["country"], r["country_name"] or "", r["requests"])
-                 for r in answers.countries]),
-        "",
-        "Requests by status code",
-        *text_table(["status", "requests"],
-                [(r["status_code"], r["requests"]) for r in answers.status_codes]),
-        "",
-        "Non-200 responses by status code and client",
-        *text_table(["status", "client", "requests", "owner network"],
-                [(r["status_code"], r["client"], r["requests"], r.get("owner", "unknown"))
-                 for r in answers.offenders]),
-    ]
-    return "\n".join(lines)
+def status_class_sql(column: str) -> str:
+    """SQL naming the class of a status code: '2xx', '4xx', ..., or 'none'."""
+    return (f"CASE WHEN {column} IS NULL THEN 'none' "
+            f"ELSE ({column} // 100)::VARCHAR || 'xx' END")
+
+
+def _split_humans_and_bots(conn: duckdb.DuckDBPyConnection, answers: Answers,
+                           bot_columns: frozenset[str] | set[str], top: int) -> None:
+    """Count humans and bots per hour from the lake, over the hours the report covers."""
+    rows = f"""
+        FROM requests WHERE {answers.report_filter.rows_sql()}
+        AND date_trunc('hour', event_time) IN (
+            SELECT hour FROM {TRAFFIC.name} WHERE {answers.report_filter.hour_sql()})
+    """
+    split = {hour: counts for hour, *counts in conn.execute(f"""
+        SELECT date_trunc('hour', event_time) AS hour, count(*) FILTER (WHERE NOT is_bot),
+               count(*) FILTER (WHERE is_bot), count(*) FILTER (WHERE is_bot IS NULL)
+        {rows} GROUP BY hour
+    """).fetchall()}
+    for row in answers.traffic:
+        row["humans"], row["bots"], row["unclassified"] = split.get(row["hour"], (0, 0, 0))
+
+    if "bot_name" not in bot_columns:
+        answers.bots = []
+        return
+    category = "any_value(bot_category)" if "bot_category" in bot_columns else "NULL"
+    answers.bots = _records(conn, f"""
+        SELECT coalesce(bot_name, 'unnamed') AS bot_name, {category} AS bot_category,
+               count(*) AS requests
+        {rows} AND is_bot GROUP BY 1 ORDER BY requests DESC, bot_name LIMIT {top}
+    """)
+
+
+def _summed(conn: duckdb.DuckDBPyConnection, table: str, column: str, where: str,
+            top: int) -> list[dict]:
+    return _records(conn, f"""
+        SELECT {column}, sum(requests)::BIGINT AS requests FROM {table} WHERE {where}
+        GROUP BY {column} ORDER BY requests DESC, {column} LIMIT {top}
+    """)
 
 
 def _records(conn: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
@@ -90,7 +174,102 @@ def _records(conn: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def render_text(answers: Answers) -> str:
+    """The answers as plain-text tables for a terminal."""
+    where = answers.report_filter.describe()
+    lines = [
+        f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
+        f"over {answers.hours} hours ({_hour(answers.first_hour)} to "
+        f"{_hour(answers.last_hour)})",
+        f"Counted from {SOURCE_WORDS.get(answers.source, answers.source)}"
+        + (f"; only {where}." if where else "."),
+        *(["Parse failures are not filtered by vhost or bot: unparsed lines have neither."]
+          if answers.report_filter.needs_lake else []),
+        "",
+        *_traffic_section(answers),
+        "",
+        "Requests by country",
+        *text_table(["country", "name", "requests"],
+                    [(r["country"], r["country_name"] or "", r["requests"])
+                     for r in answers.countries]),
+        "",
+        "Requests by status code",
+        *text_table(["status", "requests"],
+                    [(r["status_code"], r["requests"]) for r in answers.status_codes]),
+        "",
+        "Top paths",
+        *text_table(["path", "requests"],
+                    [(_cut(r["path"]), r["requests"]) for r in answers.top_paths]),
+        "",
+        "Top referrers",
+        *text_table(["referrer", "requests"],
+                    [(_cut(r["referrer"]), r["requests"]) for r in answers.top_referrers]),
+        "",
+        "Paths answered 404",
+        *text_table(["path", "requests"],
+                    [(_cut(r["path"]), r["requests"]) for r in answers.not_found_paths]),
+        "",
+        "Non-200 responses by status code and client",
+        *text_table(["status", "client", "requests", "owner network"],
+                    [(r["status_code"], r["client"], r["requests"], r.get("owner", "unknown"))
+                     for r in answers.offenders]),
+    ]
+    if answers.bots is not None:
+        lines += ["", "Top bots",
+                  *text_table(["bot", "category", "requests"],
+                              [(r["bot_name"], r["bot_category"], r["requests"])
+                               for r in answers.bots])]
+    return "\n".join(lines)
+
+
+def _traffic_section(answers: Answers) -> list[str]:
+    """Requests per hour with a bar each, or per day when there are too many hours."""
+    rows, grain = answers.traffic, "hour"
+    if len(rows) > TEXT_HOURS_MAX:
+        rows, grain = _per_day(rows), "day"
+    split = answers.knows_bots
+    headers = [grain, "requests", *(["humans", "bots"] if split else []), "quarantined", ""]
+    peak = max((r["requests"] for r in rows), default=0)
+    table = [
+        (_hour(r["hour"]) if grain == "hour" else f"{r['hour']:%Y-%m-%d}",
+         f"{r['requests']:,}", *((f"{r['humans']:,}", f"{r['bots']:,}") if split else ()),
+         f"{r['quarantined']:,}", bar(r["requests"], peak))
+        for r in rows
+    ]
+    return [f"Requests per {grain}", *text_table(headers, table)]
+
+
+def _per_day(rows: list[dict]) -> list[dict]:
+    days: dict[datetime, dict] = {}
+    for row in rows:
+        day = row["hour"].astimezone(UTC).replace(hour=0)
+        total = days.setdefault(day, {"hour": day})
+        for key, value in row.items():
+            if key != "hour" and isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+    return list(days.values())
+
+
+def bar(value: int, peak: int, width: int = 30) -> str:
+    """A bar of block characters, `width` long at `peak`; any non-zero value shows."""
+    if peak <= 0 or value <= 0:
+        return ""
+    eighths = max(1, round(value / peak * width * 8))
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
 def text_table(headers: list[str], rows: list[tuple]) -> list[str]:
+    """Rows under a header and a rule, two spaces in; numeric columns aligned right."""
     text = [[("-" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(headers)]
     numeric = [all(r[i].replace(",", "").isdigit() for r in text) if text else False
@@ -105,5 +284,11 @@ def text_table(headers: list[str], rows: list[tuple]) -> list[str]:
     return out
 
 
+def _cut(text: str | None, width: int = 70) -> str | None:
+    if text is None or len(text) <= width:
+        return text
+    return text[:width - 1] + "…"
+
+
 def _hour(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:00 UTC") if value else "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:00 UTC") if value else "-"

@@ -16,6 +16,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("partition", pa.int32()),
     ("offset", pa.int64()),
     ("record_time", pa.timestamp("ms", tz="UTC")),
+    ("neighbour_time", pa.timestamp("us", tz="UTC")),
     ("reason", pa.string()),
     ("message", pa.string()),
     ("format", pa.string()),

@@ -8,6 +8,7 @@ runner real ones (`KafkaSource` and `LakeSink`).
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable
 
@@ -19,7 +20,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from logstack_dagster.enrichment.geoip import GeoEnricher
+from logstack_dagster.enrichment.pipeline import RowEnricher
 from logstack_dagster.parser import LogFormat, parse_lines, resolve_format
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA, ProcessedBatch, RawBatch
 from logstack_dagster.streaming.sink import partition_key
@@ -57,13 +58,14 @@ class BatchProcessor:
     """Parses and enriches one RawBatch; every record leaves as a row or a quarantined line.
 
     `log_format` is a preset name, a LogFormat string, or None to detect the format from
-    the first batch of each partition and keep it for the rest of the run.
+    the first batch of each partition and keep it for the rest of the run. `enricher`
+    adds the columns of `ENRICHMENT_SCHEMA`; None leaves the parsed rows as they are.
     """
 
-    def __init__(self, log_format: str | None, geo: GeoEnricher | None):
+    def __init__(self, log_format: str | None, enricher: RowEnricher | None):
         self.fixed_format = resolve_format(log_format) if log_format else None
         self.detected: dict[int, LogFormat | str] = {}
-        self.geo = geo
+        self.enricher = enricher
 
     def __call__(self, raw: RawBatch) -> ProcessedBatch:
         fmt = self.fixed_format or self.detected.get(raw.partition)
@@ -76,10 +78,11 @@ class BatchProcessor:
         offsets = pa.array(raw.offsets, pa.int64())
         times = pa.array(raw.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
         rows = result.rows
-        if self.geo is not None and rows.num_rows:
-            rows = self.geo.enrich(rows)
+        if self.enricher is not None and rows.num_rows:
+            rows = self.enricher.enrich(rows)
         rows = _with_source(rows, raw, offsets).drop_columns(["line_index"])
-        quarantine = _quarantine(raw, result.rejects, offsets, times, result.format_name)
+        quarantine = _quarantine(raw, result.rejects, offsets, times, result.format_name,
+                                 result.rows)
         return ProcessedBatch(raw.topic, raw.partition, rows, quarantine)
 
 
@@ -93,7 +96,7 @@ def _with_source(table: pa.Table, raw: RawBatch, offsets: pa.Array) -> pa.Table:
 
 
 def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.Array,
-                format_name: str) -> pa.Table:
+                format_name: str, parsed: pa.Table) -> pa.Table:
     """The rejected records with their reason, raw bytes and source coordinates."""
     if rejects.num_rows == 0:
         return QUARANTINE_SCHEMA.empty_table()
@@ -105,6 +108,7 @@ def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.A
         "partition": pa.array([raw.partition] * count, pa.int32()),
         "offset": pc.take(offsets, index),
         "record_time": pc.take(times, index),
+        "neighbour_time": _neighbour_times(index.to_pylist(), parsed),
         "reason": rejects.column("reason"),
         "message": rejects.column("message"),
         "format": pa.array([format_name] * count, pa.string()),
@@ -112,3 +116,22 @@ def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.A
         "raw_text": pa.array([v.decode("utf-8", "backslashreplace") for v in values],
                              pa.string()),
     }, schema=QUARANTINE_SCHEMA)
+
+
+def _neighbour_times(rejected: list[int], parsed: pa.Table) -> pa.Array:
+    """For each rejected line, the event time of the nearest parsed line before it (else
+    after it) in the batch: the best guess of when it was logged, so that a line that did
+    not parse is counted in the hour it belongs to. Null when nothing in the batch parsed.
+    """
+    kind = QUARANTINE_SCHEMA.field("neighbour_time").type
+    if parsed.num_rows == 0:
+        return pa.nulls(len(rejected), kind)
+    positions = parsed.column("line_index").to_pylist()
+    stamps = parsed.column("event_time").cast(kind).to_pylist()
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    sorted_positions = [positions[i] for i in order]
+    guesses = []
+    for line in rejected:
+        at = bisect.bisect_left(sorted_positions, line)
+        guesses.append(stamps[order[at - 1 if at > 0 else 0]])
+    return pa.array(guesses, kind)

@@ -25,7 +25,7 @@ from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
 from logstack_dagster.settings import Settings, load_settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("logstack_dagster.streaming.run")
 
 # Recovery partitions are fixed when the store is made; enough for the most workers a
 # deployment will run, since a store cannot be re-partitioned later.
@@ -101,7 +101,7 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
                run_id: str, options: FlowOptions):
     from bytewax.connectors.kafka import KafkaSource
 
-    from logstack_dagster.enrichment.geoip import GeoEnricher
+    from logstack_dagster.enrichment.pipeline import RowEnricher
     from logstack_dagster.streaming.dataflow import BatchProcessor, build_flow
     from logstack_dagster.streaming.sink import LakeSink
 
@@ -110,8 +110,8 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
         add_config={k: str(v) for k, v in cluster.security.items()}, batch_size=10_000,
     )
     sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
-    geo = GeoEnricher(settings.geoip_city_db, settings.geoip_asn_db)
-    processor = BatchProcessor(options.log_format or settings.log_format, geo)
+    enricher = RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
+    processor = BatchProcessor(options.log_format or settings.log_format, enricher)
     return build_flow(source, sink, processor)
 
 
@@ -140,18 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", default="")
     parser.add_argument("--format", dest="log_format")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
                           args.log_format)
+
     try:
         with _pipes() as pipes:
+            # Under Dagster the log goes to the run's event log; alone, to stderr.
+            if pipes is None:
+                logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
             summary = run_flow(load_settings(), options)
             if pipes is not None:
                 pipes.report_custom_message(summary)
+                return 0
     except LogstackError as exc:
-        log.error("%s", exc)
+        print(f"logstack flow: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))
     return 0
@@ -168,7 +171,9 @@ def _pipes():
         yield None
         return
     with open_dagster_pipes() as context:
-        logging.getLogger("logstack_dagster").addHandler(_PipesHandler(context))
+        package_log = logging.getLogger("logstack_dagster")
+        package_log.setLevel(logging.INFO)
+        package_log.addHandler(_PipesHandler(context))
         yield context
 
 

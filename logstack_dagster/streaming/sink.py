@@ -1,7 +1,8 @@
 """The dataflow's sink: hour-partitioned Parquet, written exactly once per topic record.
 
 One sink partition per topic partition. It buffers processed batches, and on a flush
-splits them by UTC hour (event time for rows, record time for quarantined lines),
+splits them by UTC hour (event time for rows; for quarantined lines the event time of a
+parsed neighbour, else the broker's record time),
 stages one file per hour and table, commits the batch to the manifest, then publishes
 the files. A flush happens when the buffer is large, at each Bytewax snapshot (so that
 what the recovery store says was read is also in the lake) and when the input ends.
@@ -106,9 +107,13 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         )
         lake = self.manifest.lake
         staging = lake.path(STAGING, commit.batch_name)
-        commit.files += _stage(lake, staging, ROWS, rows, "event_time", commit.batch_name)
-        commit.files += _stage(lake, staging, QUARANTINE, quarantine, "record_time",
+        commit.files += _stage(lake, staging, ROWS, rows, rows.column("event_time"),
                                commit.batch_name)
+        # A line that did not parse is filed under the hour of its parsed neighbours, or
+        # under the time the broker took it when it has none.
+        filed = pc.coalesce(quarantine.column("neighbour_time"),
+                            quarantine.column("record_time").cast(pa.timestamp("us", "UTC")))
+        commit.files += _stage(lake, staging, QUARANTINE, quarantine, filed, commit.batch_name)
 
         self.manifest.commit(commit)
         self.manifest.publish(commit)
@@ -120,12 +125,13 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         )
 
 
-def _stage(lake: Lake, staging: str, table_name: str, table: pa.Table, time_column: str,
+def _stage(lake: Lake, staging: str, table_name: str, table: pa.Table, times: pa.ChunkedArray,
            name: str) -> list[FileEntry]:
-    """Write one Parquet file per UTC hour of `table` under `staging`; describe each."""
+    """Write one Parquet file per UTC hour of `times` (one per row of `table`) under
+    `staging`; describe each."""
     if table.num_rows == 0:
         return []
-    hours = pc.floor_temporal(table.column(time_column), unit="hour")
+    hours = pc.floor_temporal(times, unit="hour")
     entries = []
     for hour in pc.unique(hours).to_pylist():
         hour_rows = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))

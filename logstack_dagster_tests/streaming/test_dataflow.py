@@ -39,7 +39,7 @@ def _run(lake_path, messages, batch_size=3, partitions=2):
         str(lake_path), "cluster-a", "requests", partitions, run_id="run-1", flush_rows=4
     )
     flow = build_flow(
-        TestingSource(messages, batch_size=batch_size), sink, BatchProcessor("combined", geo=None)
+        TestingSource(messages, batch_size=batch_size), sink, BatchProcessor("combined", enricher=None)
     )
     run_main(flow)
 

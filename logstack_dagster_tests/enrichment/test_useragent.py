@@ -1,0 +1,209 @@
+import pyarrow as pa
+import pytest
+
+from logstack_dagster.enrichment.useragent import (
+    BOT_CATEGORIES,
+    BOTS,
+    DEVICE_CLASSES,
+    UA_CLASSES,
+    USER_AGENT_SCHEMA,
+    UserAgentEnricher,
+)
+
+# Agents as these clients send them (versions vary; the shape is what matters).
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+GOOGLEBOT_SMARTPHONE = (
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/126.0.6478.126 Mobile Safari/537.36 "
+    "(compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+)
+GPTBOT = (
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; "
+    "+https://openai.com/gptbot)"
+)
+CHATGPT_USER = (
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko); compatible; ChatGPT-User/1.0; "
+    "+https://openai.com/bot"
+)
+CLAUDEBOT = (
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; ClaudeBot/1.0; "
+    "+claudebot@anthropic.com)"
+)
+BYTESPIDER = (
+    "Mozilla/5.0 (Linux; Android 5.0) AppleWebKit/537.36 (KHTML, like Gecko) Mobile "
+    "Safari/537.36 (compatible; Bytespider; spider-feedback@bytedance.com)"
+)
+AHREFS = "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)"
+UPTIMEROBOT = "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)"
+CHROME_WINDOWS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/125.0.0.0 Safari/537.36"
+)
+SAFARI_IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+SAFARI_IPAD = (
+    "Mozilla/5.0 (iPad; CPU OS 16_7 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1"
+)
+CHROME_ANDROID_PHONE = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/125.0.6422.53 Mobile Safari/537.36"
+)
+CHROME_ANDROID_TABLET = (
+    "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/125.0.6422.53 Safari/537.36"
+)
+FIREFOX_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0"
+CURL = "curl/8.7.1"
+PYTHON_REQUESTS = "python-requests/2.32.3"
+UNLISTED_CRAWLER = "Mozilla/5.0 (compatible; Quuxbot/0.9; +https://quux.example/bot)"
+
+
+@pytest.fixture(scope="module")
+def agents() -> UserAgentEnricher:
+    return UserAgentEnricher()
+
+
+def enrich(agents: UserAgentEnricher, values: list[str | None]) -> list[dict]:
+    table = pa.table({"user_agent": pa.array(values, pa.string())})
+    return agents.enrich(table).drop_columns(["user_agent"]).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("agent", "name", "category"),
+    [
+        (GOOGLEBOT, "Googlebot", "search_engine"),
+        (GOOGLEBOT_SMARTPHONE, "Googlebot", "search_engine"),
+        (GPTBOT, "GPTBot", "ai_crawler"),
+        (CHATGPT_USER, "ChatGPT-User", "ai_crawler"),
+        (CLAUDEBOT, "ClaudeBot", "ai_crawler"),
+        (BYTESPIDER, "Bytespider", "ai_crawler"),
+        (AHREFS, "AhrefsBot", "seo_tool"),
+        (UPTIMEROBOT, "UptimeRobot", "monitor"),
+        (CURL, "curl", "library"),
+        (PYTHON_REQUESTS, "python-requests", "library"),
+        (UNLISTED_CRAWLER, "Quuxbot", "unknown_bot"),
+    ],
+)
+def test_bots_get_their_name_and_category(agents, agent, name, category) -> None:
+    info = agents.classify(agent)
+
+    assert (info.ua_class, info.is_bot, info.bot_name, info.bot_category) == (
+        "bot", True, name, category)
+    assert info.device_class == "bot"
+    # A bot's browser is a disguise: it is not reported as one.
+    assert info.browser_family is None and info.browser_version is None
+
+
+@pytest.mark.parametrize(
+    ("agent", "browser", "version", "os", "device"),
+    [
+        (CHROME_WINDOWS, "Chrome", "125.0", "Windows", "desktop"),
+        (FIREFOX_LINUX, "Firefox", "126.0", "Linux", "desktop"),
+        (SAFARI_IPHONE, "Mobile Safari", "17.5", "iOS", "mobile"),
+        (SAFARI_IPAD, "Mobile Safari", "16.6", "iOS", "tablet"),
+        (CHROME_ANDROID_PHONE, "Chrome Mobile", "125.0", "Android", "mobile"),
+        (CHROME_ANDROID_TABLET, "Chrome", "125.0", "Android", "tablet"),
+    ],
+)
+def test_browsers_are_humans_with_browser_os_and_device(
+    agents, agent, browser, version, os, device
+) -> None:
+    info = agents.classify(agent)
+
+    assert (info.ua_class, info.is_bot, info.bot_name, info.bot_category) == (
+        "human", False, None, None)
+    assert (info.browser_family, info.browser_version, info.os_family, info.device_class) == (
+        browser, version, os, device)
+
+
+@pytest.mark.parametrize("agent", [None, "", "-", "  "])
+def test_missing_agents_are_empty_not_bots(agents, agent) -> None:
+    info = agents.classify(agent)
+
+    assert (info.ua_class, info.is_bot, info.device_class) == ("empty", False, "other")
+    assert info.bot_name is None and info.browser_family is None
+
+
+@pytest.mark.parametrize("agent", ["Mozilla/5.0", "x", "hello there"])
+def test_agents_nobody_recognises_are_unknown(agents, agent) -> None:
+    info = agents.classify(agent)
+
+    assert (info.ua_class, info.is_bot, info.device_class) == ("unknown", False, "other")
+
+
+def test_enrich_appends_typed_columns_row_by_row(agents) -> None:
+    values = [CHROME_WINDOWS, None, GPTBOT, CHROME_WINDOWS, "-", "Mozilla/5.0"]
+    table = pa.table({"user_agent": pa.array(values, pa.string()), "row": range(6)})
+
+    out = agents.enrich(table)
+
+    assert out.schema.names == ["user_agent", "row", *USER_AGENT_SCHEMA.names]
+    assert out.schema.field("is_bot").type == pa.bool_()
+    assert out.column("row").to_pylist() == list(range(6))
+    assert out.column("ua_class").to_pylist() == [
+        "human", "empty", "bot", "human", "empty", "unknown"]
+    assert out.column("bot_name").to_pylist() == [None, None, "GPTBot", None, None, None]
+    for never_null in ("ua_class", "is_bot", "device_class"):
+        assert out.column(never_null).null_count == 0
+
+
+def test_each_distinct_agent_is_classified_once_across_batches() -> None:
+    agents = UserAgentEnricher()
+    asked: list[str] = []
+    classify = agents._classify
+
+    def counting(agent: str):
+        asked.append(agent)
+        return classify(agent)
+
+    agents._classify = counting
+    enrich(agents, [CURL, SAFARI_IPHONE, CURL, CURL])
+    enrich(agents, [SAFARI_IPHONE, CLAUDEBOT, CURL])
+
+    assert sorted(asked) == sorted([CURL, SAFARI_IPHONE, CLAUDEBOT])
+    assert agents.cache_len == 3
+
+
+def test_cache_forgets_the_least_recently_used_agent() -> None:
+    agents = UserAgentEnricher(cache_size=2)
+
+    enrich(agents, [CURL, GPTBOT])
+    enrich(agents, [CURL, CLAUDEBOT])
+
+    assert list(agents._cache) == [CURL, CLAUDEBOT]
+
+
+def test_enriching_twice_or_without_the_column_is_an_error(agents) -> None:
+    once = agents.enrich(pa.table({"user_agent": pa.array([CURL])}))
+
+    with pytest.raises(ValueError, match="only once"):
+        agents.enrich(once)
+    with pytest.raises(ValueError, match="no 'user_agent' column"):
+        agents.enrich(pa.table({"agent": [CURL]}))
+    with pytest.raises(ValueError, match="string column"):
+        agents.enrich(pa.table({"user_agent": [1, 2]}))
+
+
+def test_the_bot_table_uses_only_known_categories_and_compiles() -> None:
+    assert {bot.category for bot in BOTS} <= set(BOT_CATEGORIES)
+    names = [bot.name for bot in BOTS]
+    for ai_crawler in ("GPTBot", "ChatGPT-User", "OAI-SearchBot", "ClaudeBot", "Claude-Web",
+                       "anthropic-ai", "PerplexityBot", "Bytespider", "CCBot", "Google-Extended",
+                       "Amazonbot", "Applebot-Extended", "meta-externalagent"):
+        assert ai_crawler in names
+    assert set(UA_CLASSES) == {"human", "bot", "empty", "unknown"}
+    assert set(DEVICE_CLASSES) == {"desktop", "mobile", "tablet", "bot", "other"}
+
+
+def test_applebot_extended_is_not_taken_for_applebot(agents) -> None:
+    plain = (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.4 Safari/605.1.15 (Applebot/0.1)"
+    )
+
+    assert agents.classify(plain).bot_name == "Applebot"
+    assert agents.classify(plain).bot_category == "search_engine"
+    assert agents.classify("Applebot-Extended/0.1").bot_category == "ai_crawler"
