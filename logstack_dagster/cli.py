@@ -81,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--follow", action="store_true",
                       help="keep reading new records instead of exiting when caught up")
     flow.add_argument("--format", help="log format (preset name or LogFormat string)")
+    flow.add_argument("--broker-timeout", type=float, default=60.0,
+                      help="seconds without a reachable broker before giving up (default 60)")
     _topic_flags(flow)
     flow.set_defaults(handler=_flow)
 
@@ -89,17 +91,44 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("--format", help="preset name or LogFormat string (default: detect)")
     parse.set_defaults(handler=_parse)
 
-    query = commands.add_parser("query", help="run SQL over the lake and the metric tables")
-    query.add_argument("sql", help="SQL; views `requests` and `quarantine`, metric tables")
+    query = commands.add_parser(
+        "query", help="run SQL over the lake and the metric tables, or open a DuckDB shell")
+    query.add_argument("sql", nargs="?",
+                       help="SQL; views `requests` and `quarantine`, the metric tables. "
+                            "Without it: an interactive shell (statements from a pipe)")
     query.add_argument("--json", action="store_true", help="one JSON object per row")
     query.add_argument("--csv", action="store_true", help="CSV with a header line")
+    query.add_argument("--write", action="store_true",
+                       help="open the metric tables read-write (default read-only)")
     query.set_defaults(handler=_query)
 
-    report = commands.add_parser("report", help="print the starter answers")
+    from logstack_dagster.report.filters import bound_type
+
+    report = commands.add_parser(
+        "report", help="the answers as text tables, JSON, an HTML page or PNG charts")
     report.add_argument("--json", action="store_true", help="one JSON object")
+    report.add_argument("--html", type=Path, metavar="FILE",
+                        help="write one self-contained HTML page of charts")
+    report.add_argument("--png", type=Path, metavar="DIR",
+                        help="write every chart as a PNG file into DIR")
+    report.add_argument("--from", dest="start", type=bound_type("from"), metavar="TIME",
+                        help="first hour, ISO date or time, UTC unless an offset is given")
+    report.add_argument("--to", dest="end", type=bound_type("to"), metavar="TIME",
+                        help="last hour kept (a bare date keeps its whole day)")
+    report.add_argument("--vhost", help="only requests to this virtual host")
+    audience = report.add_mutually_exclusive_group()
+    audience.add_argument("--humans", dest="audience", action="store_const", const="humans",
+                          help="only people's browsers (needs the user-agent columns)")
+    audience.add_argument("--bots", dest="audience", action="store_const", const="bots",
+                          help="only bots (needs the user-agent columns)")
+    report.add_argument("--source", choices=["metrics", "lake"],
+                        help="force where the numbers come from (default: the metric "
+                             "tables when they can answer, else the lake)")
     report.add_argument("--top", type=_positive_int, default=20)
     report.add_argument("--whois-timeout", type=float, default=2.0,
                         help="seconds per owner-network lookup (default 2)")
+    report.add_argument("--no-owners", action="store_true",
+                        help="skip the owner-network lookups of the offenders")
     report.set_defaults(handler=_report)
 
     materialize = commands.add_parser(
@@ -183,7 +212,8 @@ def _flow(args: argparse.Namespace, settings: Settings) -> int:
     if args.format:
         _check_format(args.format)
     summary = run_flow(settings, FlowOptions(workers=args.workers, follow=args.follow,
-                                             log_format=args.format))
+                                             log_format=args.format,
+                                             broker_timeout=args.broker_timeout))
     print(f"ingested {summary['records']:,} records: {summary['rows']:,} rows, "
           f"{summary['quarantined']:,} quarantined, {summary['files']} files")
     return 0
@@ -246,18 +276,28 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     from logstack_dagster.lake.duck import connect
     from logstack_dagster.lake.layout import Lake
 
-    conn = connect(Lake.open(settings.lake), settings.duckdb_path)
+    if args.json and args.csv:
+        raise UserError("--json and --csv: choose one output format")
+    conn = connect(Lake.open(settings.lake), settings.duckdb_path, read_only=not args.write)
+    conn.execute("SET TimeZone = 'UTC'")
     try:
-        cursor = conn.execute(args.sql)
-    except duckdb.Error as exc:
-        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
-    if cursor.description is None:
-        return 0
-    names = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
+        if args.sql is None:
+            return _query_shell(conn, settings, write=args.write)
+        try:
+            cursor = conn.execute(args.sql)
+        except duckdb.Error as exc:
+            hint = ("; the metric tables are read-only unless --write is given"
+                    if "read-only" in str(exc).lower() and not args.write else "")
+            raise UserError(f"query failed: {str(exc).splitlines()[0]}{hint}") from None
+        if cursor.description is None:
+            return 0
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    finally:
+        conn.close()
     if args.json:
         for row in rows:
-            print(json.dumps(dict(zip(names, row)), default=str))
+            print(json.dumps(dict(zip(names, row)), default=_json_value))
     elif args.csv:
         import csv
 
@@ -271,10 +311,47 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _query_shell(conn, settings: Settings, write: bool) -> int:
+    """The interactive shell at a terminal; from a pipe, run its statements and fail on
+    any error."""
+    from logstack_dagster.report.shell import Shell, interact
+
+    shell = Shell(conn, sys.stdout, sys.stderr, write_hint=not write)
+    if sys.stdin.isatty():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        return interact(shell, input, prompt=True, history=str(settings.home / "query_history"))
+    return interact(shell, lambda _prompt: _read_stdin_line(), prompt=False)
+
+
+def _read_stdin_line() -> str:
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
 def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.report.filters import FilterError, ReportFilter
     from logstack_dagster.report.run import print_report
 
-    print_report(settings, as_json=args.json, top=args.top, whois_timeout=args.whois_timeout)
+    if not args.whois_timeout > 0:
+        raise UserError(f"--whois-timeout: expected seconds above 0, not {args.whois_timeout}")
+    if args.html is not None and args.html.is_dir():
+        raise UserError(f"--html: expected a file name, not the folder {args.html}")
+    if args.png is not None and args.png.exists() and not args.png.is_dir():
+        raise UserError(f"--png: expected a folder, not the file {args.png}")
+    try:
+        report_filter = ReportFilter(start=args.start, end=args.end, vhost=args.vhost,
+                                     audience=args.audience)
+    except FilterError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        print_report(settings, as_json=args.json, top=args.top,
+                     whois_timeout=args.whois_timeout, report_filter=report_filter,
+                     html=args.html, png=args.png, prefer=args.source,
+                     owners=not args.no_owners)
+    except FilterError as exc:
+        raise UserError(str(exc)) from None
     return 0
 
 

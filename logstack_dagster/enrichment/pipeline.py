@@ -4,7 +4,9 @@
                             ->  referrer (where from) and static asset or page
 
 Each stage appends its own columns and keeps its own per-distinct-value cache, so one
-``RowEnricher`` belongs to one dataflow worker.
+``RowEnricher`` belongs to one dataflow worker. GeoIP answers are kept as Arrow columns
+here too (``DistinctCache``): ``GeoEnricher`` alone turns each batch's distinct addresses
+into Python objects and back, which cost more than all the other stages together.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from typing import Self
 
 import pyarrow as pa
 
+from logstack_dagster.enrichment.distinct import DistinctCache
 from logstack_dagster.enrichment.geoip import ENRICHED_SCHEMA, GeoEnricher
 from logstack_dagster.enrichment.referrer import REFERRER_SCHEMA, ReferrerEnricher
 from logstack_dagster.enrichment.useragent import USER_AGENT_SCHEMA, UserAgentEnricher
 
 ENRICHMENT_SCHEMA = pa.schema([*ENRICHED_SCHEMA, *USER_AGENT_SCHEMA, *REFERRER_SCHEMA])
 """Every column ``RowEnricher.enrich`` appends, in order."""
+
+# Distinct client addresses remembered between batches (about 100 bytes each).
+_ADDRESSES = 200_000
 
 
 class RowEnricher:
@@ -38,7 +44,10 @@ class RowEnricher:
         asn_db: str | Path | None = None,
         site_hosts: Iterable[str] = (),
     ) -> None:
-        self.geo = GeoEnricher(city_db, asn_db)
+        # The addresses are remembered below, so GeoEnricher's own cache needs little room.
+        self.geo = GeoEnricher(city_db, asn_db, cache_size=1_000)
+        self.places = DistinctCache("ip", ENRICHED_SCHEMA, self._look_up_places,
+                                    max_size=_ADDRESSES)
         self.user_agents = UserAgentEnricher()
         self.referrers = ReferrerEnricher(site_hosts)
 
@@ -48,9 +57,12 @@ class RowEnricher:
         ``table`` needs the parser's columns ``ip``, ``user_agent``, ``referrer`` and
         ``path`` (``vhost`` is used when present).
         """
-        table = self.geo.enrich(table)
+        table = self.places.apply(table)
         table = self.user_agents.enrich(table)
         return self.referrers.enrich(table)
+
+    def _look_up_places(self, ips: pa.Array) -> pa.Table:
+        return self.geo.enrich(pa.table({"ip": ips})).drop_columns(["ip"])
 
     def close(self) -> None:
         """Close the GeoIP databases."""

@@ -162,23 +162,28 @@ class ReferrerEnricher:
 
     def _referrers(self, referrers: pa.ChunkedArray) -> tuple[pa.Array, ...]:
         """``referrer_domain``, ``referrer_kind`` and ``search_engine`` for every row."""
+        # Three levels, each smaller than the last: rows, distinct referrers, their hosts.
         distinct = pc.unique(referrers)
-        hosts = pc.struct_field(pc.extract_regex(distinct, _HOST), "host")
-        texts = [None if h is None else normalize_host(h) or None for h in hosts.to_pylist()]
-        answers = [self.classify_host(text) for text in texts]
+        hosts = _hosts(distinct)
+        distinct_hosts = pc.unique(hosts)
+        answers = [self.classify_host(h) for h in distinct_hosts.to_pylist()]
+        per_host = pc.index_in(hosts, value_set=distinct_hosts)
+        kinds = pa.array([kind for kind, _ in answers], pa.string()).take(per_host)
+        engines = pa.array([engine for _, engine in answers], pa.string()).take(per_host)
 
         # A bare path ("/shop?page=2") can only have come from the site itself.
-        relative = pc.and_(pc.starts_with(distinct, "/"),
-                           pc.invert(pc.starts_with(distinct, "//"))).to_pylist()
-        kinds = [INTERNAL if rel else kind for (kind, _), rel in zip(answers, relative,
-                                                                     strict=True)]
+        relative = pc.and_(pc.starts_with(distinct, "/"), pc.invert(pc.starts_with(distinct, "//")))
+        kinds = pc.if_else(pc.fill_null(relative, False), INTERNAL, kinds)
 
         positions = pc.index_in(referrers, value_set=distinct)
-        domain = pa.array(texts, pa.string()).take(positions)
-        # A null referrer has no position; it is "none" like an empty one.
-        kind = pc.fill_null(pa.array(kinds, pa.string()).take(positions), NONE)
-        engine = pa.array([e for _, e in answers], pa.string()).take(positions)
-        return domain, kind, engine
+        return hosts.take(positions), kinds.take(positions), engines.take(positions)
+
+
+def _hosts(referrers: pa.Array) -> pa.Array:
+    """Each referrer's host as ``normalize_host`` has it, or null when it names none."""
+    hosts = pc.utf8_lower(pc.struct_field(pc.extract_regex(referrers, _HOST), "host"))
+    hosts = pc.replace_substring_regex(hosts, r"^www\.|\.+$", "")
+    return pc.if_else(pc.equal(hosts, ""), pa.scalar(None, pa.string()), hosts)
 
 
 def _under(domain: str, hosts: Iterable[str]) -> bool:

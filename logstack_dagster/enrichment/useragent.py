@@ -1,9 +1,9 @@
 """Tell browsers from bots, and name both, for batches of parsed log rows.
 
 A batch is a ``pyarrow.Table`` with a string column ``user_agent``. A site sees a few
-thousand distinct user agents a day against millions of requests, so, as in ``geoip``,
-each distinct value is classified once, remembered in a bounded cache, and the answers
-are spread back over the rows with ``index_in`` and ``take``.
+thousand distinct user agents a day against millions of requests, so each distinct value
+is classified once, its answer kept as Arrow columns (``DistinctCache``) and spread back
+over the rows with ``index_in`` and ``take``.
 
 Three sources decide, in this order:
 
@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from crawlerdetect import CrawlerDetect
 from ua_parser import OS, BasicResolver, Device, Domain, Parser, UserAgent, load_builtins
+
+from logstack_dagster.enrichment.distinct import DistinctCache
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,9 @@ _DESKTOP_OS = frozenset({
 })
 _TABLET_DEVICES = re.compile(r"iPad|Kindle|Tablet|Nexus (?:7|9|10)\b|\bTab\b", re.IGNORECASE)
 
+# Text in which no character has a meaning of its own in a regex.
+_PLAIN = re.compile(r"[\w !/-]+")
+
 # A product token that calls itself a bot, spider or crawler, not inside a URL.
 _BOT_TOKEN = re.compile(
     r"(?<![\w./:@+-])([A-Za-z][\w.-]*?(?:bot|spider|crawler)[\w-]*)(?=[/;\s)]|$)",
@@ -268,13 +272,11 @@ class UserAgentEnricher:
     """
 
     def __init__(self, *, cache_size: int = 100_000) -> None:
-        if cache_size < 1:
-            raise ValueError(f"cache_size must be at least 1, got {cache_size!r}")
         self._parser = Parser(_best_resolver())
         self._crawlers = CrawlerDetect()
-        self._bots = tuple((re.compile(b.pattern, re.IGNORECASE), b) for b in BOTS)
-        self._cache: OrderedDict[str, UserAgentInfo] = OrderedDict()
-        self._cache_size = cache_size
+        self._bots = tuple((_matcher(b.pattern), b) for b in BOTS)
+        self._cache = DistinctCache("user_agent", USER_AGENT_SCHEMA, self._look_up,
+                                    max_size=cache_size)
 
     @property
     def cache_len(self) -> int:
@@ -286,42 +288,20 @@ class UserAgentEnricher:
 
         ``table`` must have a string column ``user_agent``; a null there is an empty agent.
         """
-        if "user_agent" not in table.column_names:
-            raise ValueError(
-                f"table has no 'user_agent' column; its columns are {table.column_names}"
-            )
-        agents = table.column("user_agent")
-        if not (pa.types.is_string(agents.type) or pa.types.is_large_string(agents.type)):
-            raise ValueError(f"column 'user_agent' must be a string column, got type {agents.type}")
-        taken = [name for name in USER_AGENT_SCHEMA.names if name in table.column_names]
-        if taken:
-            raise ValueError(f"table already has user-agent columns {taken}; enrich it only once")
-
-        # A null agent becomes "" so that it has a position in `distinct` like any other.
-        agents = pc.fill_null(agents, "")
-        distinct = pc.unique(agents)
-        infos = [self.classify(agent) for agent in distinct.to_pylist()]
-
-        positions = pc.index_in(agents, value_set=distinct)
-        for index, field in enumerate(USER_AGENT_SCHEMA):
-            per_agent = pa.array([info[index] for info in infos], type=field.type)
-            table = table.append_column(field, per_agent.take(positions))
-        return table
+        return self._cache.apply(table)
 
     def classify(self, user_agent: str | None) -> UserAgentInfo:
-        """Return what is known about one agent, from the cache when it was seen before."""
+        """Return what is known about one agent (not cached: ``enrich`` is for batches)."""
         if user_agent is None:
             return _EMPTY_INFO
-        info = self._cache.get(user_agent)
-        if info is not None:
-            self._cache.move_to_end(user_agent)
-            return info
+        return self._classify(user_agent)
 
-        info = self._classify(user_agent)
-        self._cache[user_agent] = info
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return info
+    def _look_up(self, agents: pa.Array) -> pa.Table:
+        """One row of ``USER_AGENT_SCHEMA`` for each of ``agents``, in order."""
+        infos = [self.classify(agent) for agent in agents.to_pylist()]
+        columns = [pa.array([info[i] for info in infos], field.type)
+                   for i, field in enumerate(USER_AGENT_SCHEMA)]
+        return pa.Table.from_arrays(columns, schema=USER_AGENT_SCHEMA)
 
     def _classify(self, user_agent: str) -> UserAgentInfo:
         text = user_agent.strip()
@@ -342,14 +322,28 @@ class UserAgentEnricher:
 
     def _bot(self, text: str, agent: UserAgent | None, device: Device | None) -> Bot | None:
         """The bot behind ``text`` as our table names it, a nameless one, or None."""
-        for pattern, bot in self._bots:
-            if pattern.search(text):
+        lowered = text.lower()
+        for found, bot in self._bots:
+            if found(text, lowered):
                 return bot
 
         spider = device is not None and device.family == "Spider"
         if not (self._crawlers.is_crawler(text) or spider):
             return None
         return Bot("", _bot_name(text, agent, spider, self._crawlers.get_matches()), UNKNOWN_BOT)
+
+
+def _matcher(pattern: str) -> Callable[[str, str], bool]:
+    """A test of ``(text, text.lower())`` for ``pattern``, found anywhere, in any case.
+
+    Most entries are plain names; a substring test on the lowered text finds those four
+    times faster than a regex, and every agent of a browser is tried against them all.
+    """
+    needles = tuple(n.lower() for n in pattern.split("|"))
+    if all(_PLAIN.fullmatch(n) for n in needles):
+        return lambda _text, lowered: any(n in lowered for n in needles)
+    compiled = re.compile(pattern, re.IGNORECASE)
+    return lambda text, _lowered: compiled.search(text) is not None
 
 
 def _family(found: UserAgent | OS | None) -> str | None:

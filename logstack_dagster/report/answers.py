@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 import duckdb
 
 from logstack_dagster.metrics.tables import (
+    AUDIENCE,
     COUNTRIES,
     NOT_FOUND,
     OFFENDERS,
     STATUS_CODES,
+    TOP_BOTS,
     TOP_PATHS,
     TOP_REFERRERS,
     TRAFFIC,
@@ -32,6 +34,8 @@ SOURCE_WORDS = {
     "lake": "the lake, through the metric tables' own SQL",
 }
 
+AUDIENCE_KEYS = ("humans", "bots", "other", "unclassified")
+
 # Past this many hours the text report counts requests per day instead of per hour.
 TEXT_HOURS_MAX = 72
 
@@ -40,8 +44,9 @@ TEXT_HOURS_MAX = 72
 class Answers:
     """What `logstack report` shows; `to_json` is its `--json` form.
 
-    `bots` is None when the lake has no bot columns, and `traffic` rows then have no
-    `humans`, `bots` and `unclassified` counts.
+    `audience` is False when the metric tables cannot tell humans from bots; `traffic`
+    rows then have no `humans`, `bots`, `other` and `unclassified` counts, and `bots` (the
+    busiest bots) is None.
     """
 
     hours: int
@@ -61,10 +66,7 @@ class Answers:
     not_found_paths: list[dict] = field(default_factory=list)
     offenders: list[dict] = field(default_factory=list)
     bots: list[dict] | None = None
-
-    @property
-    def knows_bots(self) -> bool:
-        return self.bots is not None
+    audience: bool = False
 
     def to_json(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "report_filter"}
@@ -73,13 +75,13 @@ class Answers:
 
 
 def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
-                    report_filter: ReportFilter | None = None, *, source: str = "metrics",
-                    bot_columns: frozenset[str] | set[str] = frozenset()) -> Answers:
+                    report_filter: ReportFilter | None = None, *,
+                    source: str = "metrics") -> Answers:
     """Sum the metric tables over the hours `report_filter` keeps (every hour by default).
 
-    `bot_columns` names the bot columns the lake's `requests` view has; with `is_bot`
-    the hourly counts are split into humans and bots, with `bot_name` the top bots are
-    listed. `report_filter` also applies to those lake reads.
+    When the audience tables exist (`hourly_audience`, `hourly_top_bots`: the lake has
+    the user-agent columns) the hourly counts are split into humans, bots and the rest,
+    and the busiest bots are listed.
     """
     report_filter = report_filter or ReportFilter()
     where = report_filter.hour_sql()
@@ -122,8 +124,15 @@ def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
             ORDER BY requests DESC, status_code, client LIMIT {top}
         """),
     )
-    if "is_bot" in bot_columns:
-        _split_humans_and_bots(conn, answers, bot_columns, top)
+    if _has_table(conn, AUDIENCE.name):
+        _split_audience(conn, answers, where)
+    if _has_table(conn, TOP_BOTS.name):
+        answers.bots = _records(conn, f"""
+            SELECT coalesce(bot_name, 'unnamed') AS bot_name, bot_category,
+                   sum(requests)::BIGINT AS requests
+            FROM {TOP_BOTS.name} WHERE {where} GROUP BY ALL
+            ORDER BY requests DESC, bot_name, bot_category LIMIT {top}
+        """)
     return answers
 
 
@@ -133,31 +142,28 @@ def status_class_sql(column: str) -> str:
             f"ELSE ({column} // 100)::VARCHAR || 'xx' END")
 
 
-def _split_humans_and_bots(conn: duckdb.DuckDBPyConnection, answers: Answers,
-                           bot_columns: frozenset[str] | set[str], top: int) -> None:
-    """Count humans and bots per hour from the lake, over the hours the report covers."""
-    rows = f"""
-        FROM requests WHERE {answers.report_filter.rows_sql()}
-        AND date_trunc('hour', event_time) IN (
-            SELECT hour FROM {TRAFFIC.name} WHERE {answers.report_filter.hour_sql()})
-    """
+def _split_audience(conn: duckdb.DuckDBPyConnection, answers: Answers, where: str) -> None:
+    """Add `humans`, `bots`, `other` (empty or unrecognised agents) and `unclassified`
+    (rows ingested before the user-agent enrichment) to each hour; they sum to requests."""
     split = {hour: counts for hour, *counts in conn.execute(f"""
-        SELECT date_trunc('hour', event_time) AS hour, count(*) FILTER (WHERE NOT is_bot),
-               count(*) FILTER (WHERE is_bot), count(*) FILTER (WHERE is_bot IS NULL)
-        {rows} GROUP BY hour
+        SELECT hour,
+               coalesce(sum(requests) FILTER (WHERE NOT is_bot AND ua_class = 'human'), 0),
+               coalesce(sum(requests) FILTER (WHERE is_bot), 0),
+               coalesce(sum(requests) FILTER (
+                   WHERE NOT is_bot AND ua_class IS DISTINCT FROM 'human'), 0),
+               coalesce(sum(requests) FILTER (WHERE is_bot IS NULL), 0)
+        FROM {AUDIENCE.name} WHERE {where} GROUP BY hour
     """).fetchall()}
     for row in answers.traffic:
-        row["humans"], row["bots"], row["unclassified"] = split.get(row["hour"], (0, 0, 0))
+        counts = split.get(row["hour"], (0, 0, 0, 0))
+        row.update(zip(AUDIENCE_KEYS, (int(c) for c in counts)))
+    answers.audience = True
 
-    if "bot_name" not in bot_columns:
-        answers.bots = []
-        return
-    category = "any_value(bot_category)" if "bot_category" in bot_columns else "NULL"
-    answers.bots = _records(conn, f"""
-        SELECT coalesce(bot_name, 'unnamed') AS bot_name, {category} AS bot_category,
-               count(*) AS requests
-        {rows} AND is_bot GROUP BY 1 ORDER BY requests DESC, bot_name LIMIT {top}
-    """)
+
+def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $1", [name]
+    ).fetchone()[0] > 0
 
 
 def _summed(conn: duckdb.DuckDBPyConnection, table: str, column: str, where: str,
@@ -188,11 +194,11 @@ def render_text(answers: Answers) -> str:
     """The answers as plain-text tables for a terminal."""
     where = answers.report_filter.describe()
     lines = [
-        f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
-        f"over {answers.hours} hours ({_hour(answers.first_hour)} to "
-        f"{_hour(answers.last_hour)})",
+        (f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
+         f"over {answers.hours} hours ({_hour(answers.first_hour)} to "
+         f"{_hour(answers.last_hour)})"),
         f"Counted from {SOURCE_WORDS.get(answers.source, answers.source)}"
-        + (f"; only {where}." if where else "."),
+        + (f"; {where}." if where else "."),
         *(["Parse failures are not filtered by vhost or bot: unparsed lines have neither."]
           if answers.report_filter.needs_lake else []),
         "",
@@ -237,7 +243,7 @@ def _traffic_section(answers: Answers) -> list[str]:
     rows, grain = answers.traffic, "hour"
     if len(rows) > TEXT_HOURS_MAX:
         rows, grain = _per_day(rows), "day"
-    split = answers.knows_bots
+    split = answers.audience
     headers = [grain, "requests", *(["humans", "bots"] if split else []), "quarantined", ""]
     peak = max((r["requests"] for r in rows), default=0)
     table = [

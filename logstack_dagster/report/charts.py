@@ -17,7 +17,7 @@ TIME = "time"
 BARS = "bars"
 """One horizontal bar per label, largest first; a single series."""
 
-BLUE, ORANGE, GREY = "#2b6cb0", "#dd6b20", "#a0aec0"
+BLUE, ORANGE, GREY, PURPLE_GREY = "#2b6cb0", "#dd6b20", "#a0aec0", "#b794f4"
 STATUS_COLORS = {"1xx": "#805ad5", "2xx": "#38a169", "3xx": "#3182ce", "4xx": ORANGE,
                  "5xx": "#e53e3e", "none": GREY}
 FAILURE_RED = "#c53030"
@@ -40,6 +40,7 @@ class Chart:
     labels: tuple[str, ...]
     series: tuple[Series, ...]
     note: str = ""
+    empty_text: str = "No requests in this range."
 
     @property
     def totals(self) -> tuple[int, ...]:
@@ -74,7 +75,8 @@ def build_charts(answers: Answers) -> list[Chart]:
               (Series("quarantined", tuple(r["quarantined"] for r in answers.traffic),
                       FAILURE_RED),),
               note=("Not filtered by vhost or bot: unparsed lines have neither."
-                    if answers.report_filter.needs_lake else "")),
+                    if answers.report_filter.needs_lake else ""),
+              empty_text="No parse failures in this range."),
     ]
     if answers.bots is not None:
         charts.append(_bars(
@@ -94,16 +96,20 @@ def _hours(answers: Answers) -> tuple[str, ...]:
 
 def _requests_per_hour(answers: Answers) -> Chart:
     traffic = answers.traffic
-    if not answers.knows_bots:
+    if not answers.audience:
         return Chart("requests_per_hour", "Requests per hour", TIME, _hours(answers),
                      (Series("requests", tuple(r["requests"] for r in traffic), BLUE),))
     series = [Series("humans", tuple(r["humans"] for r in traffic), BLUE),
               Series("bots", tuple(r["bots"] for r in traffic), ORANGE)]
-    unclassified = tuple(r["unclassified"] for r in traffic)
-    if any(unclassified):
-        series.append(Series("unclassified", unclassified, GREY))
+    for key, name, color in (("other", "empty or unknown agent", PURPLE_GREY),
+                             ("unclassified", "not classified", GREY)):
+        values = tuple(r[key] for r in traffic)
+        if any(values):
+            series.append(Series(name, values, color))
     return Chart("requests_per_hour", "Requests per hour: humans and bots", TIME,
-                 _hours(answers), tuple(series))
+                 _hours(answers), tuple(series),
+                 note="Humans are browsers the user-agent parser recognised; bots are "
+                      "named crawlers and scripts.")
 
 
 def _status_per_hour(answers: Answers) -> Chart:

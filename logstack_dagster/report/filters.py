@@ -33,8 +33,8 @@ class ReportFilter:
     def __post_init__(self) -> None:
         if self.start and self.end and self.start >= self.end:
             raise FilterError(
-                f"--from {_iso(self.start)} is not before the end of --to "
-                f"({_iso(self.end)}): the range holds no hour")
+                f"--from {_hour(self.start)} is after --to {_hour(self.end - HOUR)}: "
+                "the range holds no hour")
         if self.audience not in (None, HUMANS, BOTS):
             raise FilterError(f"audience must be {HUMANS!r} or {BOTS!r}, not {self.audience!r}")
 
@@ -45,10 +45,12 @@ class ReportFilter:
 
     def hour_sql(self, column: str = "hour") -> str:
         """A SQL condition keeping the hours in range; `column` holds a TIMESTAMPTZ."""
-        return " AND ".join(
-            [f"{column} >= {timestamp_sql(self.start)}"] * bool(self.start)
-            + [f"{column} < {timestamp_sql(self.end)}"] * bool(self.end)
-        ) or "true"
+        parts = []
+        if self.start:
+            parts.append(f"{column} >= {timestamp_sql(self.start)}")
+        if self.end:
+            parts.append(f"{column} < {timestamp_sql(self.end)}")
+        return " AND ".join(parts) or "true"
 
     def rows_sql(self) -> str:
         """A SQL condition on the lake's `requests` rows for every part of the filter."""
@@ -56,9 +58,11 @@ class ReportFilter:
         if self.vhost is not None:
             parts.append(f"lower(vhost) = {string_sql(self.vhost.lower())}")
         if self.audience == HUMANS:
-            parts.append("is_bot = false")
+            # As in the metric tables: people are browsers ua-parser recognised, not the
+            # empty or unknown agents that are often scripts (see enrichment.useragent).
+            parts.append("ua_class = 'human'")
         elif self.audience == BOTS:
-            parts.append("is_bot = true")
+            parts.append("is_bot")
         return " AND ".join(parts)
 
     def to_json(self) -> dict:
@@ -89,6 +93,22 @@ def parse_to(text: str) -> datetime:
     or the midnight after a bare date."""
     value, is_date = _parse(text)
     return value + timedelta(days=1) if is_date else floor_hour(value) + HOUR
+
+
+def bound_type(flag: str):
+    """The argparse `type` of `--from` or `--to`; a bad value becomes a usage error."""
+    import argparse
+
+    parse = parse_from if flag == "from" else parse_to
+
+    def bound(text: str) -> datetime:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    bound.__name__ = f"--{flag} time"
+    return bound
 
 
 def floor_hour(value: datetime) -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-from logstack_dagster.report.answers import Answers
+from logstack_dagster.report.answers import SOURCE_WORDS, Answers
 from logstack_dagster.report.charts import TIME, Chart, build_charts
 from logstack_dagster.report.svg import render_svg
 
@@ -48,9 +48,9 @@ def render_html(answers: Answers, generated: datetime | None = None) -> str:
     body = [
         "<header>",
         "<h1>Access-log report</h1>",
-        f'<p class="sub">{escape(_span(answers))} · {escape(where)} · read from the '
-        f"{escape(answers.source)} · generated {generated.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-        "</p>",
+        (f'<p class="sub">{escape(_span(answers))} · {escape(where)} · counted from '
+         f"{escape(SOURCE_WORDS.get(answers.source, answers.source))} · generated "
+         f"{generated.astimezone(UTC):%Y-%m-%d %H:%M} UTC</p>"),
         '<div class="figures">',
         *(f'<div class="figure"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
           for value, label in figures),

@@ -34,7 +34,7 @@ def _draw(chart: Chart):
     from matplotlib.ticker import FuncFormatter
 
     rows = max(len(chart.labels), 1)
-    height = 4.2 if chart.kind == TIME else 1.4 + 0.32 * rows
+    height = 4.2 if chart.kind == TIME else max(2.4, 1.4 + 0.32 * rows)
     figure = Figure(figsize=(11, height), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -42,7 +42,7 @@ def _draw(chart: Chart):
     thousands = FuncFormatter(lambda value, _: f"{value:,.0f}")
 
     if chart.empty:
-        axes.text(0.5, 0.5, "No requests in this range.", ha="center", va="center",
+        axes.text(0.5, 0.5, chart.empty_text, ha="center", va="center",
                   transform=axes.transAxes, color="#4a5568")
         axes.set_axis_off()
     elif chart.kind == TIME:
@@ -58,7 +58,8 @@ def _draw(chart: Chart):
                                 for i in ticks], fontsize=9)
         axes.yaxis.set_major_formatter(thousands)
         axes.set_xlabel("hour (UTC)")
-        axes.legend(loc="upper left", frameon=False, ncols=len(chart.series))
+        axes.legend(loc="lower right", bbox_to_anchor=(1, 1), frameon=False,
+                    ncols=len(chart.series), fontsize=9)
     else:
         values = chart.series[0].values
         labels = [t if len(t) <= 50 else t[:49] + "…" for t in chart.labels]

@@ -28,8 +28,7 @@ def load_answers(settings: Settings, report_filter: ReportFilter | None = None,
     source = open_source(Lake.open(settings.lake), settings.duckdb_path,
                          report_filter or ReportFilter(), prefer)
     try:
-        return starter_answers(source.conn, top, source.report_filter, source=source.kind,
-                               bot_columns=source.bot_columns)
+        return starter_answers(source.conn, top, source.report_filter, source=source.kind)
     finally:
         source.close()
 

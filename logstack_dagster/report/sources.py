@@ -5,7 +5,9 @@ so one set of queries answers both. The metric tables answer ranges of hours. A 
 humans/bots filter is beyond them: then the tables are rebuilt in memory from the lake,
 by running the metric tables' own per-hour SQL (`MetricTable.select`) over the filtered
 rows, for the very hours the metric tables hold. Without such a filter both sources
-therefore agree number for number.
+therefore agree number for number. A table whose SQL needs columns the lake does not
+have yet (the user-agent ones, in a lake ingested before that enrichment) is left out,
+as it would be missing from the metric tables too.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ import duckdb
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.duck import connect
 from logstack_dagster.lake.layout import QUARANTINE, Lake
-from logstack_dagster.metrics.tables import METRICS, TRAFFIC, ensure_table
+from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, ensure_table
 from logstack_dagster.report.filters import HOUR, FilterError, ReportFilter, timestamp_sql
 
 log = logging.getLogger(__name__)
 
 METRICS_SOURCE = "metrics"
 LAKE_SOURCE = "lake"
-BOT_COLUMNS = ("is_bot", "bot_name", "bot_category")
+AUDIENCE_COLUMNS = ("ua_class", "is_bot")
 
 
 @dataclass
@@ -38,7 +40,6 @@ class Source:
     conn: duckdb.DuckDBPyConnection
     kind: str
     report_filter: ReportFilter
-    bot_columns: frozenset[str]
 
     def close(self) -> None:
         self.conn.close()
@@ -51,8 +52,7 @@ def open_source(lake: Lake, metrics_db: Path | None, report_filter: ReportFilter
     conn = connect(lake, metrics_db)
     conn.execute("SET TimeZone = 'UTC'")
     try:
-        bots = frozenset(lake_columns(conn) & set(BOT_COLUMNS))
-        _check_filter(conn, report_filter, bots)
+        _check_filter(conn, report_filter)
         have_metrics = has_table(conn, TRAFFIC.name)
         kind = prefer or (LAKE_SOURCE if report_filter.needs_lake or not have_metrics
                           else METRICS_SOURCE)
@@ -62,7 +62,7 @@ def open_source(lake: Lake, metrics_db: Path | None, report_filter: ReportFilter
             raise FilterError("the metric tables cannot answer --vhost, --humans or --bots; "
                               "leave out --source to read the lake")
         if kind == METRICS_SOURCE:
-            return Source(conn, kind, report_filter, bots)
+            return Source(conn, kind, report_filter)
         _file_quarantine(conn, lake)
         hours = _report_hours(conn, report_filter, have_metrics)
     except BaseException:
@@ -70,7 +70,7 @@ def open_source(lake: Lake, metrics_db: Path | None, report_filter: ReportFilter
         raise
 
     conn.close()
-    return Source(_lake_metrics(lake, report_filter, hours), LAKE_SOURCE, report_filter, bots)
+    return Source(_lake_metrics(lake, report_filter, hours), LAKE_SOURCE, report_filter)
 
 
 def lake_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
@@ -84,12 +84,13 @@ def has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
     ).fetchone()[0] > 0
 
 
-def _check_filter(conn: duckdb.DuckDBPyConnection, report_filter: ReportFilter,
-                  bots: frozenset[str]) -> None:
-    if report_filter.audience and "is_bot" not in bots:
+def _check_filter(conn: duckdb.DuckDBPyConnection, report_filter: ReportFilter) -> None:
+    missing = set(AUDIENCE_COLUMNS) - lake_columns(conn)
+    if report_filter.audience and missing:
         raise FilterError(
-            f"--{report_filter.audience}: the lake has no is_bot column, so humans and bots "
-            "cannot be told apart; ingest with the user-agent enrichment first")
+            f"--{report_filter.audience}: the lake has no {' or '.join(sorted(missing))} "
+            "column, so humans and bots cannot be told apart; ingest with the user-agent "
+            "enrichment first")
     if report_filter.vhost is None:
         return
     known = [v for (v,) in conn.execute(
@@ -129,7 +130,8 @@ def _file_quarantine(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
         conn.execute(
             "CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
             "SELECT * EXCLUDE (year, month, day, hour), "
-            "make_timestamptz(year, month, day, hour, 0, 0, 'UTC') AS hour "
+            "make_timestamptz(year::BIGINT, month::BIGINT, day::BIGINT, hour::BIGINT, 0, 0, "
+            "'UTC') AS hour "
             f"FROM read_parquet('{glob}', union_by_name = true, hive_partitioning = true)")
     except duckdb.IOException:
         conn.execute("CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
@@ -147,7 +149,11 @@ def _lake_metrics(lake: Lake, report_filter: ReportFilter,
                  f"SELECT * FROM requests WHERE {report_filter.rows_sql()}")
     conn.execute("CREATE TEMP TABLE report_quarantine AS SELECT * FROM report_quarantine_filed "
                  f"WHERE {report_filter.hour_sql()}")
-    for metric in METRICS:
+    conn.execute("CREATE OR REPLACE TEMP VIEW hour_rows AS SELECT * FROM report_rows")
+    conn.execute("CREATE OR REPLACE TEMP VIEW hour_quarantine AS "
+                 "SELECT * EXCLUDE (hour) FROM report_quarantine")
+    metrics = [m for m in METRICS if _binds(conn, m)]
+    for metric in metrics:
         ensure_table(conn, metric)
 
     for hour in hours:
@@ -156,9 +162,20 @@ def _lake_metrics(lake: Lake, report_filter: ReportFilter,
                      f"WHERE event_time >= {low} AND event_time < {high}")
         conn.execute("CREATE OR REPLACE TEMP VIEW hour_quarantine AS SELECT * EXCLUDE (hour) "
                      f"FROM report_quarantine WHERE hour = {low}")
-        for metric in METRICS:
+        for metric in metrics:
             conn.execute(f"INSERT INTO {metric.name} SELECT $1::TIMESTAMPTZ, * FROM "
                          f"({metric.select})", [hour])
     log.info("rebuilt %d metric tables for %d hours from the lake in %.2f s",
-             len(METRICS), len(hours), time.monotonic() - started)
+             len(metrics), len(hours), time.monotonic() - started)
     return conn
+
+
+def _binds(conn: duckdb.DuckDBPyConnection, metric: MetricTable) -> bool:
+    """True when the lake has every column `metric`'s SQL reads."""
+    try:
+        conn.execute(f"SELECT * FROM ({metric.select}) LIMIT 0")
+    except duckdb.BinderException as exc:
+        log.info("%s left out: the lake lacks a column it needs (%s)", metric.name,
+                 str(exc).splitlines()[0])
+        return False
+    return True

@@ -19,7 +19,7 @@ INK, MUTED, RULE = "#1a202c", "#4a5568", "#e2e8f0"
 def render_svg(chart: Chart) -> str:
     """The chart as one `<svg>` element."""
     if chart.empty:
-        return _frame(chart, 60, [_text(WIDTH / 2, 34, "No requests in this range.",
+        return _frame(chart, 60, [_text(WIDTH / 2, 34, chart.empty_text,
                                         anchor="middle", color=MUTED)])
     return _bars(chart) if chart.kind == BARS else _columns(chart)
 

@@ -11,7 +11,10 @@ import argparse
 import fcntl
 import json
 import logging
+import os
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +33,7 @@ log = logging.getLogger("logstack_dagster.streaming.run")
 # Recovery partitions are fixed when the store is made; enough for the most workers a
 # deployment will run, since a store cannot be re-partitioned later.
 RECOVERY_PARTITIONS = 8
+EXIT_BROKER_LOST = 3
 
 
 class IngestBusy(LogstackError):
@@ -45,6 +49,7 @@ class FlowOptions:
     epoch_seconds: float = 5.0
     run_id: str = ""
     log_format: str | None = None
+    broker_timeout: float = 60.0
 
 
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
@@ -58,15 +63,25 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     if partitions == 0:
         raise LogstackError(f"topic {settings.topic!r} does not exist on {cluster.brokers}")
 
+    check_writable(settings.lake)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
     with _exclusive(recovery):
         flow = _real_flow(settings, cluster, cluster_id, partitions, run_id, options)
         log.info("reading %s from %s (%d partitions, %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.workers, run_id)
-        cli_main(flow, workers_per_process=options.workers,
-                 epoch_interval=timedelta(seconds=options.epoch_seconds),
-                 recovery_config=RecoveryConfig(str(recovery / "db")))
+        _watch_broker(cluster, options.broker_timeout)
+        try:
+            cli_main(flow, workers_per_process=options.workers,
+                     epoch_interval=timedelta(seconds=options.epoch_seconds),
+                     recovery_config=RecoveryConfig(str(recovery / "db")))
+        except Exception as exc:
+            cause = _os_error(exc)
+            if cause is None:
+                raise
+            raise LogstackError(
+                f"writing to the lake at {settings.lake} failed: {cause}; what was committed "
+                "stays, the next run resumes from there") from exc
 
     return summarize(Manifest(Lake.open(settings.lake), cluster_id, settings.topic), run_id)
 
@@ -107,12 +122,67 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
 
     source = KafkaSource(
         brokers=cluster.brokers.split(","), topics=[settings.topic], tail=options.follow,
-        add_config={k: str(v) for k, v in cluster.security.items()}, batch_size=10_000,
+        # librdkafka logs every failed reconnect; the broker watchdog reports a lost broker
+        # once, with its address, instead.
+        add_config={**{k: str(v) for k, v in cluster.security.items()}, "log_level": "2"},
+        batch_size=10_000,
     )
     sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
     enricher = RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
     processor = BatchProcessor(options.log_format or settings.log_format, enricher)
     return build_flow(source, sink, processor)
+
+
+def check_writable(lake_uri: str) -> None:
+    """Fail early, naming the path, when the lake cannot be written."""
+    try:
+        lake = Lake.open(lake_uri)
+        lake.write_atomic(lake.path("_staging", f".probe-{os.getpid()}"), b"")
+        lake.fs.delete_file(lake.path("_staging", f".probe-{os.getpid()}"))
+    except OSError as exc:
+        raise LogstackError(f"the lake at {lake_uri} is not writable: {exc}") from None
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The operating-system error behind a dataflow failure (disk full, no permission)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _watch_broker(cluster: Cluster, timeout: float) -> None:
+    """End this process when no broker has accepted a connection for `timeout` seconds.
+
+    The Kafka client retries a lost broker forever, so a run would otherwise hang. Ending
+    abruptly loses nothing: only whole committed batches count as in the lake, and the
+    next run resumes from them.
+    """
+    def watch() -> None:
+        lost_since = None
+        while True:
+            time.sleep(1.0)
+            try:
+                wait_reachable(cluster, timeout=1.0)
+                lost_since = None
+                continue
+            except LogstackError:
+                lost_since = lost_since or time.monotonic()
+            down = time.monotonic() - lost_since
+            if down >= timeout:
+                message = (f"lost the Kafka broker at {cluster.brokers} for {down:.0f} s; "
+                           "what was committed stays, the next run resumes from there")
+                log.error("%s", message)
+                print(f"logstack flow: error: {message}", file=sys.stderr, flush=True)
+                logging.shutdown()
+                os._exit(EXIT_BROKER_LOST)
+            log.warning("the broker at %s does not answer (for %.0f s of %.0f s)",
+                        cluster.brokers, down, timeout)
+
+    threading.Thread(target=watch, name="broker-watchdog", daemon=True).start()
 
 
 @contextmanager
@@ -139,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-seconds", type=float, default=5.0)
     parser.add_argument("--run-id", default="")
     parser.add_argument("--format", dest="log_format")
+    parser.add_argument("--broker-timeout", type=float, default=60.0,
+                        help="seconds without a broker before the run gives up")
     args = parser.parse_args(argv)
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
-                          args.log_format)
+                          args.log_format, args.broker_timeout)
 
     try:
         with _pipes() as pipes:

@@ -167,13 +167,14 @@ def test_each_distinct_agent_is_classified_once_across_batches() -> None:
     assert agents.cache_len == 3
 
 
-def test_cache_forgets_the_least_recently_used_agent() -> None:
-    agents = UserAgentEnricher(cache_size=2)
+def test_a_full_cache_starts_again_from_the_batch_at_hand() -> None:
+    agents = UserAgentEnricher(cache_size=3)
 
-    enrich(agents, [CURL, GPTBOT])
-    enrich(agents, [CURL, CLAUDEBOT])
+    enrich(agents, [CURL, GPTBOT, None])
+    out = enrich(agents, [CURL, CLAUDEBOT, CLAUDEBOT])
 
-    assert list(agents._cache) == [CURL, CLAUDEBOT]
+    assert agents.cache_len == 2
+    assert [row["bot_name"] for row in out] == ["curl", "ClaudeBot", "ClaudeBot"]
 
 
 def test_enriching_twice_or_without_the_column_is_an_error(agents) -> None:

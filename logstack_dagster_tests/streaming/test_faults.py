@@ -1,0 +1,145 @@
+"""Faults during ingest: killed dataflows, a paused or lost broker, an unwritable lake.
+
+Each test counts: every record of the topic ends up once in the lake or the quarantine.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from logstack_dagster.ingest import broker, topic
+from logstack_dagster.lake.layout import Lake
+from logstack_dagster.lake.manifest import Manifest
+from logstack_dagster.lake.reconcile import reconcile
+from logstack_dagster.sample.generate import write_log
+from logstack_dagster_tests.conftest import settings_env
+
+pytestmark = pytest.mark.integration
+
+FLOW = [sys.executable, "-m", "logstack_dagster.streaming.run"]
+
+
+def _lake_counts(settings):
+    """(records, distinct coordinates, highest offset + 1 summed over partitions)."""
+    lake = Lake.open(settings.lake)
+    both = " UNION ALL ".join(
+        f"SELECT \"partition\", \"offset\" FROM read_parquet('{lake.glob(table)}')"
+        for table in ("requests", "quarantine")
+        if any(Path(settings.lake, table).rglob("*.parquet")))
+    if not both:
+        return 0, 0, None
+    return duckdb.connect().execute(f"""
+        WITH everything AS ({both})
+        SELECT count(*),
+               (SELECT count(*) FROM (SELECT DISTINCT "partition", "offset" FROM everything)),
+               (SELECT sum(ends) FROM (SELECT max("offset") + 1 AS ends FROM everything
+                                       GROUP BY "partition"))
+        FROM everything
+    """).fetchone()
+
+
+def _produce_sample(settings, cluster, tmp_path, lines, partitions=4):
+    log = tmp_path / "sample.log"
+    write_log(log, lines, seed=3)
+    topic.ensure_topic(cluster, settings.topic, partitions)
+    return topic.produce_file(cluster, settings.topic, log, partitions)
+
+
+def test_sigkill_at_random_moments_loses_and_doubles_nothing(settings, cluster, tmp_path):
+    produced = _produce_sample(settings, cluster, tmp_path, 200_000)
+    rng = random.Random(11)
+    killed = 0
+    for _ in range(4):
+        process = subprocess.Popen([*FLOW, "--workers", "2", "--epoch-seconds", "1"],
+                                   env=settings_env(settings), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        try:
+            process.wait(timeout=rng.uniform(1.0, 3.0))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            killed += 1
+
+    final = subprocess.run(FLOW, env=settings_env(settings), capture_output=True, text=True,
+                           timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert killed >= 1
+    assert _lake_counts(settings) == (produced, produced, produced)
+    cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+    assert reconcile(Manifest(Lake.open(settings.lake), cluster_id, settings.topic)).passed
+
+
+def test_broker_paused_mid_run_then_resumed(settings, cluster, tmp_path, broker_home):
+    produced = _produce_sample(settings, cluster, tmp_path, 200_000, partitions=2)
+    pid = broker.read_state(broker_home / "broker").pid
+    process = subprocess.Popen(FLOW, env=settings_env(settings), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(4)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert _lake_counts(settings) == (produced, produced, produced)
+
+
+def test_lost_broker_ends_the_run_with_its_address_and_keeps_what_was_committed(
+        tmp_path, cluster):
+    from logstack_dagster.settings import Settings
+
+    home = tmp_path / "own-broker"
+    state = broker.start(home)
+    settings = Settings(home=tmp_path / "home", brokers=state.address, topic="lost")
+    own = topic.Cluster(state.address, {})
+    try:
+        produced = _produce_sample(settings, own, tmp_path, 300_000, partitions=2)
+        process = subprocess.Popen([*FLOW, "--broker-timeout", "3", "--epoch-seconds", "1"],
+                                   env=settings_env(settings), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        # Lose the broker once the flow has committed something, mid-topic.
+        lake = settings.lake
+        deadline = time.monotonic() + 60
+        while not list(Path(lake).rglob("*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(state.pid, signal.SIGKILL)
+    finally:
+        broker.stop(home)
+
+    out, err = process.communicate(timeout=120)
+    assert process.returncode != 0, (out[-500:], err[-3000:])
+    assert state.address in err
+    assert "Traceback" not in err
+    records, distinct, _ = _lake_counts(settings)
+    assert 0 < records == distinct <= produced
+
+
+def test_unwritable_lake_is_named_and_nothing_is_read(settings, cluster, tmp_path):
+    from dataclasses import replace
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    bad = replace(settings, lake_uri=str(blocker / "lake"))
+    topic.ensure_topic(cluster, settings.topic, 1)
+    topic.produce(cluster, settings.topic, [b"x"] * 3, 1)
+
+    result = subprocess.run(FLOW, env=settings_env(bad), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert str(blocker / "lake") in result.stderr
+    assert "Traceback" not in result.stderr
+
+    # With the path mended, the next run reads every record.
+    good = subprocess.run(FLOW, env=settings_env(settings), capture_output=True, text=True,
+                          timeout=120)
+    assert good.returncode == 0, good.stderr
+    assert _lake_counts(settings)[0] == 3
