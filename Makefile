@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 LOG ?=
 DEMO_HOME ?= $(CURDIR)/.logstack/demo
 DEV_HOME ?= $(CURDIR)/.logstack/dev
+DAGSTER_YAML ?= dagster.yaml
 
-.PHONY: install demo test lint dev clean
+.PHONY: install demo test bench chaos dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +29,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Every stage against GoAccess on generated and real logs; results in bench/results/.
+# Needs goaccess (apt-get install goaccess). About 35 minutes; see bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# 1,000,000 lines over 4 partitions, the dataflow SIGKILLed at 10 random moments:
+# every record must end up exactly once in the lake or the quarantine.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --lines 1000000 --partitions 4 --kills 10 $(CHAOS_ARGS)
+
 # The Dagster UI and daemon on 127.0.0.1, with state under .logstack/dev.
+# DAGSTER_YAML=deploy/dagster-postgres.yaml (and DAGSTER_PG_URL) keeps it in PostgreSQL.
 dev: $(STAMP)
-	mkdir -p $(DEV_HOME)/dagster && cp dagster.yaml $(DEV_HOME)/dagster/dagster.yaml
+	mkdir -p $(DEV_HOME)/dagster && cp $(DAGSTER_YAML) $(DEV_HOME)/dagster/dagster.yaml
 	LOGSTACK_HOME=$(DEV_HOME) DAGSTER_HOME=$(DEV_HOME)/dagster \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 

@@ -1,6 +1,7 @@
 """Kill the dataflow at random moments and prove, by counting, that nothing is lost or doubled.
 
     python bench/chaos.py [--lines 1000000] [--partitions 4] [--kills 10] [--workers 2]
+                          [--processes 1]
 
 Generates a sample log, produces it into a fresh topic on its own embedded broker, then
 starts `logstack flow` and SIGKILLs it at random moments, restarting it each time, and
@@ -8,6 +9,10 @@ finally lets it finish. At the end every (topic, partition, offset) must be in t
 the quarantine exactly once, every offset of the topic must be there, and the hourly
 metrics built from the lake must add up to the line count. Prints a JSON verdict and
 exits 1 when any count is off.
+
+With `--processes 2` the dataflow runs as a cluster of processes; each kill then SIGKILLs
+either the whole process group (launcher and members at once, like a lost machine) or one
+member alone (the launcher must stop the others and fail), taking turns.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -35,18 +41,19 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="logstack-chaos-") as scratch:
         verdict = run(Path(scratch), args.lines, args.partitions, args.kills, args.workers,
-                      args.seed)
+                      args.seed, args.processes)
     print(json.dumps(verdict, indent=2))
     return 0 if verdict["ok"] else 1
 
 
 def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
-        seed: int) -> dict:
+        seed: int, processes: int = 1) -> dict:
     """Run the whole experiment under `scratch` and return its counts and verdict."""
     rng = random.Random(seed)
     log = scratch / "sample.log"
@@ -58,11 +65,11 @@ def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
         produced = topic.produce_file(cluster, "chaos", log, partitions)
         env = {**os.environ, "LOGSTACK_HOME": str(scratch / "home"),
                "KAFKA_BROKERS": state.address, "KAFKA_TOPIC": "chaos"}
-        killed = kill_repeatedly(env, workers, kills, rng)
-        final = subprocess.run(_flow_command(workers), env=env, capture_output=True,
+        killed = kill_repeatedly(env, workers, kills, rng, processes)
+        final = subprocess.run(_flow_command(workers, processes), env=env, capture_output=True,
                                text=True, timeout=3600)
         if final.returncode != 0:
-            raise SystemExit(f"the final dataflow run failed:\n{final.stderr[-2000:]}")
+            raise SystemExit(f"the final dataflow run failed:\n{final.stderr[-8000:]}")
         ends = topic.exact_end_offsets(cluster, "chaos")
     finally:
         broker.stop(scratch / "broker")
@@ -71,28 +78,65 @@ def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
     metrics_total = metric_total(scratch / "home")
     ok = (counts["records"] == counts["distinct"] == produced == sum(ends.values())
           and counts["missing"] == 0 and metrics_total == produced)
-    return {"ok": ok, "produced": produced, "kills": killed, **counts,
+    return {"ok": ok, "processes": processes, "workers": workers, "produced": produced,
+            "kills": killed, **counts,
             "metrics_total": metrics_total, "partition_ends": ends}
 
 
-def kill_repeatedly(env: dict, workers: int, kills: int, rng: random.Random) -> list[float]:
+def kill_repeatedly(env: dict, workers: int, kills: int, rng: random.Random,
+                    processes: int = 1) -> list[dict]:
     """Start the dataflow and SIGKILL it after a random delay, `kills` times."""
-    delays = []
-    for _ in range(kills):
-        process = subprocess.Popen(_flow_command(workers), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = []
+    for number in range(kills):
+        process = subprocess.Popen(_flow_command(workers, processes), env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
         delay = rng.uniform(1.0, 6.0)
         try:
             process.wait(timeout=delay)
+            continue
         except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            delays.append(round(delay, 2))
-    return delays
+            pass
+        members = children(process.pid)
+        if processes > 1 and number % 2 == 1 and members:
+            target = rng.choice(members)
+            os.kill(target, signal.SIGKILL)
+            what = "one member"
+        else:
+            os.killpg(process.pid, signal.SIGKILL)
+            what = "all"
+        process.wait()
+        wait_gone(members)
+        done.append({"after_s": round(delay, 2), "killed": what})
+    return done
 
 
-def _flow_command(workers: int) -> list[str]:
-    return [sys.executable, "-m", "logstack_dagster.streaming.run", "--workers", str(workers)]
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (the members of a cluster run), from /proc."""
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    """Wait until none of `pids` runs any more, so that the next run finds the topic free."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+
+def _flow_command(workers: int, processes: int = 1) -> list[str]:
+    return [sys.executable, "-m", "logstack_dagster.streaming.run", "--workers", str(workers),
+            "--processes", str(processes)]
 
 
 def count_lake(lake: Lake) -> dict[str, int]:

@@ -1,13 +1,15 @@
 """Where `logstack flow` spends its time: py-spy samples grouped into pipeline stages.
 
-    python bench/profile_flow.py [--size 1m] [--rate 250] [--workers 1]
+    python bench/profile_flow.py [--size 1m] [--rate 250] [--workers 1] [--processes 1]
 
 Produces the generated log of `--size` (see `run.py`) into a fresh 2-partition topic on
 an embedded broker of its own, runs `logstack flow` under `py-spy record --native`, and
 sorts every sample into one stage by the deepest frame that names one: parsing, GeoIP,
 user agents, Parquet encoding, lake writes, Kafka consumption, Bytewax itself, Python's
 garbage collector. Writes `bench/results/profile-<size>.md` and `.json`, and keeps the
-raw samples beside them (`profile-<size>.txt`, for flame-graph tools).
+raw samples beside them (`profile-<size>.txt`, for flame-graph tools). With `--processes`
+above 1 py-spy follows the members too, and the samples of all processes are added up.
+The broker watchdog's thread, asleep but sampled, is left out.
 
 py-spy is not a logstack dependency: `pip install py-spy` into the same environment.
 """
@@ -43,7 +45,8 @@ STAGES = (
     ("sink: files and manifest", ("lake/layout.py", "lake/manifest.py")),
     ("sink: buffer, concat, split by hour", ("streaming/sink.py", "streaming/batch.py")),
     ("dataflow glue: group, source columns, quarantine", ("streaming/dataflow.py",)),
-    ("Kafka consumption (librdkafka, message objects)", ("connectors/kafka", "cimpl", "rd_kafka")),
+    ("Kafka consumption (librdkafka, message objects)", ("connectors/kafka", "cimpl", "rd_kafka",
+                                                         "streaming/source.py")),
     ("Bytewax: snapshots and recovery store", ("bytewax::recovery", "rusqlite", "sqlite3")),
     ("start-up: imports, topic metadata, summary", ("_find_and_load", "streaming/run.py",
                                                     "ingest/topic.py", "cli.py")),
@@ -67,15 +70,18 @@ def main() -> int:
         env = session.env(home, topic)
         out = session.folder / "profile.out"
         measure(session, [_logstack(), "produce", str(log)], env, out)
+        follow = ["--subprocesses"] if args.processes > 1 else []
         sample = measure(session, [spy, "record", "--native", "--rate", str(args.rate),
-                                   "--format", "raw", "--output", str(raw), "--",
-                                   _logstack(), "flow", "-w", str(args.workers)], env, out)
+                                   *follow, "--format", "raw", "--output", str(raw), "--",
+                                   _logstack(), "flow", "-w", str(args.workers),
+                                   "-p", str(args.processes)], env, out)
         check = lake_check(home / "lake")
         session.drop(home, topic)
 
     counts = classify(raw)
     total = sum(counts.values())
-    report = {"file": log.name, "lines": lines, "workers": args.workers, "rate": args.rate,
+    report = {"file": log.name, "lines": lines, "workers": args.workers,
+              "processes": args.processes, "rate": args.rate,
               "wall_s_under_py_spy": sample.wall_s, "cpu_s_under_py_spy": sample.cpu_s,
               "samples": total, "lake": check,
               "stages": {stage: {"samples": n, "share": round(n / total, 4)}
@@ -92,6 +98,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--size", default="1m", choices=SIZES)
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1)
     return parser.parse_args()
 
 
@@ -100,6 +107,8 @@ def classify(raw: Path) -> Counter:
     counts: Counter = Counter()
     for line in raw.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
+        if "_watch_broker" in stack:
+            continue
         frames = stack.split(";")
         counts[stage_of(frames)] += int(number)
     return counts
@@ -119,7 +128,8 @@ def render(report: dict) -> str:
     lines = [
         f"# Where `logstack flow` spends its time ({report['file']})",
         "",
-        f"{report['lines']:,} lines, {report['workers']} worker(s), py-spy at "
+        f"{report['lines']:,} lines, {report.get('processes', 1)} process(es) of "
+        f"{report['workers']} worker(s), py-spy at "
         f"{report['rate']} samples/s with native frames: {report['samples']:,} samples. "
         f"Under the profiler the run took {report['wall_s_under_py_spy']:.1f} s wall, "
         f"{report['cpu_s_under_py_spy']:.1f} s CPU. Shares are of the sampled Python "

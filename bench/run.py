@@ -1,7 +1,7 @@
 """Lines per second, CPU and peak memory of every logstack stage, next to GoAccess.
 
-    python bench/run.py [--sizes 100k,1m,10m] [--repeat 3] [--quick] [--skip-real]
-                        [--skip-scaling] [--scaling-size 1m]
+    python bench/run.py [--sizes 100k,1m,10m] [--repeat 3] [--large-repeat N] [--quick]
+                        [--skip-real] [--skip-scaling] [--scaling-size 1m]
 
 Each measured file is a generated log of every size asked for (made once by `logstack
 generate` and kept under `.logstack/bench/`) and every `*.log` of the shared data folder
@@ -11,15 +11,17 @@ beside the repository (read in place). On each file, `--repeat` times over:
     goaccess_geoip  the same with the GeoLite2-City database logstack uses
     produce         `logstack produce FILE` into a fresh topic of 2 partitions
     flow            `logstack flow`: topic to parsed, enriched, hour-partitioned Parquet
+    flow_2p         `logstack flow --processes 2`: the same as two processes of one cluster
     metrics         every hourly metric table of every hour in the lake, via `build_hour`
     end_to_end      produce then flow: file to queryable Parquet
+    end_to_end_2p   produce then flow_2p
 
 Every stage is its own process; its wall time, CPU time (user + system) and peak RSS
 come from `os.wait4` in a small launcher, and the broker's CPU time during the stage
-from /proc. A topic and
-a LOGSTACK_HOME serve one repeat and are deleted after it. Then `logstack flow -w 1` and
-`-w 2` read one 4-partition topic in turn, each into a fresh home, and their outputs are
-compared row by row (by hash).
+from /proc (for several processes, CPU is their sum and peak RSS the largest one's). A
+topic and a LOGSTACK_HOME serve one repeat and are deleted after it. Then `logstack flow`
+as 1 or 2 processes of 1 or 2 workers reads one 4-partition topic in turn, each into a
+fresh home, and their outputs are compared row by row (by hash).
 
 Results go to `bench/results/<UTC time>.json`, `latest.json` and `latest.md` (another name
 with `--label`); `--quick` (100k only, one repeat, for smoke checks) writes only
@@ -104,7 +106,10 @@ def main() -> int:
     started = datetime.now(UTC)
     with Session(goaccess, keep=args.keep) as session:
         files = [*generated_logs(args.sizes), *([] if args.skip_real else real_logs())]
-        results = [bench_file(session, path, kind, args.repeat) for path, kind in files]
+        results = [bench_file(session, path, kind,
+                              args.large_repeat if path.stem.startswith("generated-10m")
+                              else args.repeat)
+                   for path, kind in files]
         scaling = None
         if not args.skip_scaling:
             scaling_log = generated_logs([args.scaling_size])[0][0]
@@ -114,7 +119,8 @@ def main() -> int:
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": environment(goaccess),
-        "options": {"sizes": args.sizes, "repeat": args.repeat, "partitions": PARTITIONS,
+        "options": {"sizes": args.sizes, "repeat": args.repeat,
+                    "large_repeat": args.large_repeat, "partitions": PARTITIONS,
                     "quick": args.quick, "real_logs": not args.skip_real},
         "files": results,
         "scaling": scaling,
@@ -132,6 +138,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--sizes", default="100k,1m,10m",
                         help="generated log sizes, comma-separated, of " + ", ".join(SIZES))
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement")
+    parser.add_argument("--large-repeat", type=int,
+                        help="runs of each measurement on the 10m log (default --repeat)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: 100k only, one repeat, no real logs, no scaling")
     parser.add_argument("--skip-real", action="store_true", help="leave out the shared logs")
@@ -157,6 +165,9 @@ def _arguments() -> argparse.Namespace:
         parser.error(f"--sizes: unknown size {unknown[0]!r}; choose from {', '.join(SIZES)}")
     if args.repeat < 1:
         parser.error(f"--repeat: expected 1 or more, not {args.repeat}")
+    args.large_repeat = args.large_repeat or args.repeat
+    if args.large_repeat < 1:
+        parser.error(f"--large-repeat: expected 1 or more, not {args.large_repeat}")
     return args
 
 
@@ -418,6 +429,12 @@ def logstack_runs(session: Session, path: Path, label: str,
         produce = measure(session, [_logstack(), "produce", str(path)], env, out)
         flow = measure(session, [_logstack(), "flow"], env, out)
         check = lake_check(home / "lake")
+        # The same topic again as two processes of one cluster, into a home of its own.
+        cluster_home = home.parent / f"{topic}-2p"
+        flow_2p = measure(session, [_logstack(), "flow", "--processes", "2"],
+                          session.env(cluster_home, topic), out)
+        check["identical_2p"] = lake_check(cluster_home / "lake") == check
+        shutil.rmtree(cluster_home, ignore_errors=True)
         metrics = measure(session, [sys.executable, str(Path(__file__).resolve()),
                                     "--build-metrics", str(home / "lake"),
                                     str(home / "metrics.duckdb")], env, metrics_out)
@@ -430,13 +447,19 @@ def logstack_runs(session: Session, path: Path, label: str,
     if not check["accounted"]:
         raise StageFailed(f"{path.name}: {lines} lines in, {check['rows']} rows + "
                           f"{check['quarantined']} quarantined out")
-    end_to_end = Sample(
-        wall_s=round(produce.wall_s + flow.wall_s, 4), cpu_s=round(produce.cpu_s + flow.cpu_s, 3),
-        peak_rss_bytes=max(produce.peak_rss_bytes, flow.peak_rss_bytes),
-        broker_cpu_s=_add(produce.broker_cpu_s, flow.broker_cpu_s),
+    if not check["identical_2p"]:
+        raise StageFailed(f"{path.name}: flow --processes 2 wrote other rows than flow")
+    return {"produce": produce, "flow": flow, "flow_2p": flow_2p, "metrics": metrics,
+            "end_to_end": _chain(produce, flow), "end_to_end_2p": _chain(produce, flow_2p)}, check
+
+
+def _chain(first: Sample, then: Sample) -> Sample:
+    """Two stages run one after the other, measured as one."""
+    return Sample(
+        wall_s=round(first.wall_s + then.wall_s, 4), cpu_s=round(first.cpu_s + then.cpu_s, 3),
+        peak_rss_bytes=max(first.peak_rss_bytes, then.peak_rss_bytes),
+        broker_cpu_s=_add(first.broker_cpu_s, then.broker_cpu_s),
     )
-    return {"produce": produce, "flow": flow, "metrics": metrics,
-            "end_to_end": end_to_end}, check
 
 
 def _add(a: float | None, b: float | None) -> float | None:
@@ -496,22 +519,29 @@ def _hour_of(folder: Path) -> datetime:
                     int(parts["hour"]), tzinfo=UTC)
 
 
+# (processes, workers per process) of the scaling comparison.
+LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2))
+
+
 def bench_workers(session: Session, path: Path, repeat: int) -> dict:
-    """`logstack flow -w 1` against `-w 2` on one 4-partition topic, alternating."""
+    """`logstack flow` as 1 or 2 processes of 1 or 2 workers on one 4-partition topic,
+    the layouts taking turns."""
     lines = count_lines(path)
     home, topic = session.new_run("scaling")
     run_checked([_logstack(), "produce", str(path)],
                 session.env(home, topic, SCALING_PARTITIONS), home.parent / f"{topic}.out")
-    print(f"workers on {path.name} ({SCALING_PARTITIONS} partitions)", file=sys.stderr)
+    print(f"layouts on {path.name} ({SCALING_PARTITIONS} partitions)", file=sys.stderr)
 
-    runs: dict[int, list[Sample]] = {1: [], 2: []}
+    runs: dict[str, list[Sample]] = {f"p{p}w{w}": [] for p, w in LAYOUTS}
     errors = []
     for _ in range(repeat):
-        for workers in runs:
-            flow_home = home / f"w{workers}-{len(runs[workers])}"
+        for processes, workers in LAYOUTS:
+            name = f"p{processes}w{workers}"
+            flow_home = home / f"{name}-{len(runs[name])}"
             env = session.env(flow_home, topic, SCALING_PARTITIONS)
             try:
-                sample = measure(session, [_logstack(), "flow", "-w", str(workers)], env,
+                sample = measure(session, [_logstack(), "flow", "-p", str(processes),
+                                           "-w", str(workers)], env,
                                  home.parent / f"{topic}.out")
                 sample.detail = lake_check(flow_home / "lake")
             except StageFailed as exc:
@@ -519,18 +549,23 @@ def bench_workers(session: Session, path: Path, repeat: int) -> dict:
                 continue
             finally:
                 shutil.rmtree(flow_home, ignore_errors=True)
-            runs[workers].append(sample)
-            print(f"  -w {workers}: {sample.wall_s:.2f} s", file=sys.stderr)
+            runs[name].append(sample)
+            print(f"  {processes} x {workers}: {sample.wall_s:.2f} s", file=sys.stderr)
     session.drop(home, topic)
 
     outputs = {json.dumps(s.detail, sort_keys=True) for samples in runs.values() for s in samples}
-    summary = {f"w{w}": summarize(samples, lines) for w, samples in runs.items() if samples}
-    speedup = None
-    if "w1" in summary and "w2" in summary:
-        speedup = round(summary["w1"]["wall_s"]["median"] / summary["w2"]["wall_s"]["median"], 3)
+    summary = {name: summarize(samples, lines) for name, samples in runs.items() if samples}
+
+    def speedup(faster: str) -> float | None:
+        if "p1w1" not in summary or faster not in summary:
+            return None
+        return round(summary["p1w1"]["wall_s"]["median"] / summary[faster]["wall_s"]["median"],
+                     3)
+
     return {"file": path.name, "lines": lines, "partitions": SCALING_PARTITIONS,
-            "workers": summary, "speedup": speedup, "identical_output": len(outputs) == 1,
-            "errors": errors}
+            "layouts": summary, "speedup": speedup("p1w2"),
+            "speedups": {name: speedup(name) for name in summary if name != "p1w1"},
+            "identical_output": len(outputs) == 1, "errors": errors}
 
 
 def summarize(samples: list[Sample], lines: int) -> dict:
@@ -591,27 +626,40 @@ def judge(report: dict) -> list[dict]:
                 "passed": None if value is None or passed is None else bool(passed)}
 
     ratio_1m = _ratio(report, "1m", "end_to_end")
+    ratio_1m_2p = _ratio(report, "1m", "end_to_end_2p")
     produce = [v for v in (_median(report, s, "produce", "lines_per_s") for s in ("1m", "10m"))
                if v is not None]
     peak_1m = _median(report, "1m", "flow", "peak_rss_bytes")
     peak_10m = _median(report, "10m", "flow", "peak_rss_bytes")
+    peak_1m_2p = _median(report, "1m", "flow_2p", "peak_rss_bytes")
+    peak_10m_2p = _median(report, "10m", "flow_2p", "peak_rss_bytes")
+    growth_2p = round(peak_10m_2p / peak_1m_2p, 3) if peak_1m_2p and peak_10m_2p else None
     growth = round(peak_10m / peak_1m, 3) if peak_1m and peak_10m else None
     metrics_10m = _median(report, "10m", "metrics", "wall_s")
     scaling = report.get("scaling") or {}
     speedup = scaling.get("speedup")
+    by_process = (scaling.get("speedups") or {}).get("p2w1")
     return [
         target("end to end >= 1.5x GoAccess lines/s on 1m (aim 4x)", ratio_1m,
                ratio_1m is not None and ratio_1m >= 1.5),
+        target("the same with the flow as 2 processes", ratio_1m_2p,
+               ratio_1m_2p is not None and ratio_1m_2p >= 1.5),
         target("produce >= 300,000 lines/s (slowest of 1m, 10m)", min(produce, default=None),
                produce and min(produce) >= 300_000),
         target("flow peak RSS at 10m <= 1.5x that at 1m", growth, growth and growth <= 1.5),
         target("flow peak RSS at 10m < 1 GiB", peak_10m, peak_10m and peak_10m < GIB),
+        target("flow_2p peak RSS at 10m <= 1.5x that at 1m (largest process)", growth_2p,
+               growth_2p and growth_2p <= 1.5),
+        target("flow_2p peak RSS at 10m < 1 GiB (largest process)", peak_10m_2p,
+               peak_10m_2p and peak_10m_2p < GIB),
         target("hourly metrics for a day of 10m rows < 10 s", metrics_10m,
                metrics_10m and metrics_10m < 10),
         target("flow -w 2 >= 1.6x faster than -w 1 on 4 partitions", speedup,
                speedup and speedup >= 1.6),
-        target("flow -w 1 and -w 2 write identical rows", scaling.get("identical_output"),
-               scaling.get("identical_output")),
+        target("flow -p 2 >= 1.6x faster than -p 1 (1 worker each) on 4 partitions",
+               by_process, by_process and by_process >= 1.6),
+        target("every process x worker layout writes identical rows",
+               scaling.get("identical_output"), scaling.get("identical_output")),
     ]
 
 
@@ -648,7 +696,8 @@ def write_results(report: dict, label: str, stamped: bool) -> list[Path]:
     return written
 
 
-STAGE_ORDER = ("goaccess", "goaccess_geoip", "produce", "flow", "metrics", "end_to_end")
+STAGE_ORDER = ("goaccess", "goaccess_geoip", "produce", "flow", "flow_2p", "metrics",
+               "end_to_end", "end_to_end_2p")
 
 
 def render_markdown(report: dict) -> str:
@@ -664,8 +713,12 @@ def render_markdown(report: dict) -> str:
         + f", {env['goaccess']}, Python {env['python']}. Medians of {report['options']['repeat']}"
         " runs, [min-max] of wall time; `vs GoAccess` divides lines/s by GoAccess's (no GeoIP) "
         "on the same file in the same session. `produce`, `flow` and `end_to_end` use a "
-        f"{report['options']['partitions']}-partition topic and one worker. Broker CPU is the "
-        "embedded Tansu broker's CPU time during the stage.",
+        f"{report['options']['partitions']}-partition topic and one worker; the `_2p` stages "
+        "run the flow as 2 processes of one worker (CPU summed, peak RSS of the largest). "
+        + (f"The 10m log ran {report['options'].get('large_repeat')} time(s). "
+           if report["options"].get("large_repeat", report["options"]["repeat"])
+           != report["options"]["repeat"] else "")
+        + "Broker CPU is the embedded Tansu broker's CPU time during the stage.",
         "",
         "| file | lines | stage | lines/s | vs GoAccess | wall s [min-max] | CPU s "
         "| broker CPU s | peak RSS MiB |",
@@ -682,17 +735,20 @@ def render_markdown(report: dict) -> str:
 
     scaling = report.get("scaling")
     if scaling:
-        lines += ["", f"## Workers on {scaling['file']} ({scaling['partitions']} partitions)", "",
-                  "| workers | lines/s | wall s [min-max] | CPU s | peak RSS MiB |",
-                  "|--:|--:|---|--:|--:|"]
-        for name, summary in scaling["workers"].items():
+        lines += ["", f"## Processes and workers on {scaling['file']} "
+                      f"({scaling['partitions']} partitions)", "",
+                  "| processes x workers | lines/s | speed-up | wall s [min-max] | CPU s "
+                  "| peak RSS MiB |", "|--:|--:|--:|---|--:|--:|"]
+        for name, summary in scaling["layouts"].items():
             wall = summary["wall_s"]
-            lines.append(f"| {name[1:]} | {summary['lines_per_s']['median']:,.0f} | "
+            processes, workers = name[1:].split("w")
+            gain = scaling["speedups"].get(name, 1.0)
+            lines.append(f"| {processes} x {workers} | {summary['lines_per_s']['median']:,.0f} | "
+                         f"{'' if gain is None else f'{gain:.2f}x'} | "
                          f"{wall['median']:.2f} [{wall['min']:.2f}-{wall['max']:.2f}] | "
                          f"{summary['cpu_s']['median']:.1f} | "
                          f"{summary['peak_rss_bytes']['median'] / 2**20:,.0f} |")
-        lines += ["", f"Speed-up of 2 workers: {scaling['speedup']}x; identical output: "
-                      f"{scaling['identical_output']}."]
+        lines += ["", f"Identical output in every layout: {scaling['identical_output']}."]
 
     lines += ["", "## Targets of issue #6", "", "| target | measured | met |", "|---|--:|---|"]
     for item in report["targets"]:

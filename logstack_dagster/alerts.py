@@ -9,7 +9,12 @@ import logging
 import urllib.request
 from collections.abc import Mapping
 
-from dagster import ConfigurableResource, RunFailureSensorContext, run_failure_sensor
+from dagster import (
+    ConfigurableResource,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    run_failure_sensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ def _plain(value: object) -> object:
 
 @run_failure_sensor(
     name="run_failure_alert_sensor",
+    default_status=DefaultSensorStatus.RUNNING,
     description="Posts an alert for every failed run of this code location (ingest included).",
 )
 def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertResource) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
@@ -77,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     produce.set_defaults(handler=_produce)
 
     flow = commands.add_parser("flow", help="run the dataflow from the topic into the lake")
-    flow.add_argument("--workers", "-w", type=_positive_int, default=1)
+    flow.add_argument("--workers", "-w", type=_positive_int,
+                      help="workers per process (default LOGSTACK_FLOW_WORKERS or 1)")
+    flow.add_argument("--processes", "-p", type=_positive_int,
+                      help="processes of one Bytewax cluster on this machine, each with "
+                           "--workers workers (default LOGSTACK_FLOW_PROCESSES or 1)")
     flow.add_argument("--follow", action="store_true",
                       help="keep reading new records instead of exiting when caught up")
     flow.add_argument("--format", help="log format (preset name or LogFormat string)")
@@ -90,6 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("file", nargs="?", default="-", help="log file, or - (default)")
     parse.add_argument("--format", help="preset name or LogFormat string (default: detect)")
     parse.set_defaults(handler=_parse)
+
+    requeue = commands.add_parser(
+        "requeue", help="parse the quarantined lines again, e.g. after a format fix")
+    requeue.add_argument("--format", help="preset name or LogFormat string (default: detect)")
+    requeue.add_argument("--reason", action="append", metavar="CODE",
+                         help="only lines quarantined for this reason (repeatable)")
+    requeue.add_argument("--dry-run", action="store_true",
+                         help="count what would parse now; write nothing")
+    requeue.add_argument("--no-metrics", action="store_true",
+                         help="do not rebuild the metrics of the hours that change")
+    _topic_flags(requeue)
+    requeue.set_defaults(handler=_requeue)
 
     query = commands.add_parser(
         "query", help="run SQL over the lake and the metric tables, or open a DuckDB shell")
@@ -190,30 +205,44 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
-    started = time.monotonic()
 
-    def progress(count: int) -> None:
-        rate = count / max(time.monotonic() - started, 1e-6)
-        print(f"\r{count:,} lines, {rate:,.0f} lines/s", end="", file=sys.stderr)
+    # At a terminal one line is redrawn twice a second; into a file or a pipe, a line is
+    # added every 5 seconds, so a log of a long run shows steady progress.
+    live = sys.stderr.isatty()
 
+    def progress(state: topic.Progress) -> None:
+        if live:
+            print(f"\r\033[K{state.describe()}", end="\n" if state.finished else "",
+                  file=sys.stderr, flush=True)
+        else:
+            print(state.describe(), file=sys.stderr, flush=True)
+
+    interval = 0.5 if live else 5.0
     if str(args.file) == "-":
         count = topic.produce(cluster, settings.topic, topic.iter_lines(sys.stdin.buffer),
-                              partitions, progress)
+                              partitions, progress, interval=interval)
     else:
-        count = topic.produce_file(cluster, settings.topic, args.file, partitions, progress)
-    print(file=sys.stderr)
+        count = topic.produce_file(cluster, settings.topic, args.file, partitions, progress,
+                                   interval=interval)
     print(f"produced {count:,} lines to {settings.topic!r} on {cluster.brokers}")
     return 0
 
 
 def _flow(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.streaming.cluster import MemberFailed
     from logstack_dagster.streaming.run import FlowOptions, run_flow
 
     if args.format:
         _check_format(args.format)
-    summary = run_flow(settings, FlowOptions(workers=args.workers, follow=args.follow,
-                                             log_format=args.format,
-                                             broker_timeout=args.broker_timeout))
+    options = FlowOptions(workers=args.workers or settings.flow_workers,
+                          processes=args.processes or settings.flow_processes,
+                          follow=args.follow, log_format=args.format,
+                          broker_timeout=args.broker_timeout)
+    try:
+        summary = run_flow(settings, options)
+    except MemberFailed as exc:
+        print(f"logstack: error: {exc}", file=sys.stderr)
+        return exc.code
     print(f"ingested {summary['records']:,} records: {summary['rows']:,} rows, "
           f"{summary['quarantined']:,} quarantined, {summary['files']} files")
     return 0
@@ -226,6 +255,27 @@ def _parse(args: argparse.Namespace, settings: Settings) -> int:
     else:
         with open(args.file, "rb") as stream:
             _print_parsed(stream, fmt)
+    return 0
+
+
+def _requeue(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.requeue import requeue
+
+    fmt = _check_format(args.format) if args.format else settings.log_format
+    result = requeue(Lake.open(settings.lake), fmt, settings=settings, reasons=args.reason,
+                     dry_run=args.dry_run)
+    verb = "would parse" if args.dry_run else "parsed"
+    print(f"{result.examined:,} quarantined lines examined: {verb} {result.parsed:,}, "
+          f"{result.still_rejected:,} still rejected")
+    if result.parsed and not args.dry_run:
+        print(f"wrote {len(result.files)} requeue files over {len(result.hours)} hours")
+        if not args.no_metrics:
+            from logstack_dagster.materialize import open_instance, run_metrics
+
+            runs = run_metrics(open_instance(settings.dagster_home), settings,
+                               sorted(result.hours))
+            print(f"rebuilt the metrics of those hours in {len(runs)} runs")
     return 0
 
 

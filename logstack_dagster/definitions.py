@@ -3,7 +3,7 @@
 The resources take their values from the environment (`settings.py`).
 """
 
-from dagster import Definitions, PipesSubprocessClient
+from dagster import Definitions, PipesSubprocessClient, in_process_executor
 from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.alerts import AlertResource, run_failure_alert_sensor
@@ -16,6 +16,7 @@ from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.assets import metric_assets
 from logstack_dagster.metrics.checks import metric_totals_match_lake, parse_failure_share
 from logstack_dagster.metrics.schedules import hourly_metrics_job, hourly_metrics_schedule
+from logstack_dagster.metrics.sensors import late_data_automation_sensor
 from logstack_dagster.settings import Settings, load_settings
 
 
@@ -27,8 +28,11 @@ def build_defs(settings: Settings) -> Definitions:
                       newest_event_freshness],
         jobs=[ingest_job, hourly_metrics_job],
         schedules=[hourly_metrics_schedule],
-        sensors=[raw_topic_sensor, run_failure_alert_sensor],
+        sensors=[raw_topic_sensor, late_data_automation_sensor, run_failure_alert_sensor],
         resources=build_resources(settings),
+        # Every metric step takes the one-slot DuckDB pool, so steps run one after
+        # another anyway; one process per run saves a Python start-up per step.
+        executor=in_process_executor,
     )
 
 

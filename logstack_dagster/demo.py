@@ -23,7 +23,7 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
     """Run the demo; return the exit code (1 when the counts do not add up)."""
     from logstack_dagster.ingest import topic
     from logstack_dagster.materialize import open_instance, run_ingest
-    from logstack_dagster.report.run import print_report
+    from logstack_dagster.report.run import print_report, write_html
 
     if fresh:
         for name in _DEMO_STATE:
@@ -51,8 +51,11 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
         _say(f"  {len(runs)} run{'s' if len(runs) != 1 else ''} of hourly_metrics_job")
 
         _say("")
-        print_report(settings, as_json=False, top=10, whois_timeout=2.0)
-        return _account(settings, produced)
+        answers = print_report(settings, as_json=False, top=10, whois_timeout=2.0)
+        report = write_html(answers, settings.home / "report.html")
+        code = _account(settings, produced)
+    _summary(settings, answers, produced, report)
+    return code
 
 
 def materialize_lake(settings: Settings, instance=None) -> list[str]:
@@ -88,6 +91,33 @@ def _account(settings: Settings, produced: int) -> int:
     _say(f"COUNTS DO NOT ADD UP: {produced:,} produced, {rows:,} rows, "
          f"{quarantined:,} quarantined, {distinct:,} distinct offsets")
     return 1
+
+
+def _summary(settings: Settings, answers, produced: int, report: Path) -> None:
+    """The last lines of the demo: what was counted, and where to look next."""
+    hours = f"{answers.hours} hour{'s' if answers.hours != 1 else ''}"
+    span = ""
+    if answers.first_hour is not None and answers.last_hour is not None:
+        span = (f" ({answers.first_hour:%Y-%m-%d %H:00} to "
+                f"{answers.last_hour:%Y-%m-%d %H:00} UTC)")
+    lines = [f"  counted  {produced:,} lines: {answers.requests:,} requests, "
+             f"{answers.quarantined:,} quarantined",
+             f"  over     {hours}{span}"]
+    if answers.audience:
+        humans = sum(row.get("humans", 0) for row in answers.traffic)
+        bots = sum(row.get("bots", 0) for row in answers.traffic)
+        busiest = answers.bots[0]["bot_name"] if answers.bots else "none"
+        lines.append(f"  people   {humans:,} requests; bots {bots:,} (busiest: {busiest})")
+    if answers.countries:
+        top = answers.countries[0]
+        lines.append(f"  most     requests from {top.get('country_name') or top.get('country')}"
+                     f" ({top['requests']:,})")
+    lines += [f"  report   {report.resolve()}",
+              f"  query    LOGSTACK_HOME={settings.home} logstack query  (a DuckDB shell)"]
+    _say("")
+    _say("Summary")
+    for line in lines:
+        _say(line)
 
 
 @contextmanager

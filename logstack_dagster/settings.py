@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 from logstack_dagster.errors import LogstackError
 
@@ -54,11 +55,31 @@ class Settings:
     parse_failure_error: float = 0.01
     freshness_hours: float = 2.0
     alert_webhook: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    flow_processes: int = 1
+    flow_workers: int = 1
+    sensor_interval_seconds: int = 30
 
     @property
     def lake(self) -> str:
-        """The lake's root as a local path or a pyarrow filesystem URI."""
-        return self.lake_uri or str(self.home / "lake")
+        """The lake's root as a local path or a pyarrow filesystem URI.
+
+        For `s3://` the endpoint and region settings join the URI's query (where
+        pyarrow reads them), unless it names them itself. Credentials never do.
+        """
+        uri = self.lake_uri or str(self.home / "lake")
+        if not uri.startswith("s3://") or not (self.s3_endpoint or self.s3_region):
+            return uri
+        base, _, query = uri.partition("?")
+        options = dict(parse_qsl(query))
+        if self.s3_endpoint:
+            scheme, _, host = self.s3_endpoint.rpartition("://")
+            options.setdefault("endpoint_override", host.rstrip("/"))
+            options.setdefault("scheme", scheme or "https")
+        if self.s3_region:
+            options.setdefault("region", self.s3_region)
+        return f"{base}?{urlencode(options, safe=':')}"
 
     @property
     def duckdb_path(self) -> Path:
@@ -114,7 +135,31 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         parse_failure_error=_share(env, "LOGSTACK_PARSE_FAILURE_ERROR", 0.01),
         freshness_hours=_hours(env, "LOGSTACK_FRESHNESS_HOURS", 2.0),
         alert_webhook=env.get("LOGSTACK_ALERT_WEBHOOK") or None,
+        s3_endpoint=_endpoint(env, "LOGSTACK_S3_ENDPOINT"),
+        s3_region=env.get("LOGSTACK_S3_REGION") or None,
+        flow_processes=_count(env, "LOGSTACK_FLOW_PROCESSES", 1),
+        flow_workers=_count(env, "LOGSTACK_FLOW_WORKERS", 1),
+        sensor_interval_seconds=_count(env, "LOGSTACK_SENSOR_INTERVAL_SECONDS", 30),
     )
+
+
+def _count(env, name: str, default: int) -> int:
+    text = env.get(name) or str(default)
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{name} must be a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def _endpoint(env, name: str) -> str | None:
+    """An S3-compatible endpoint: `http://host:port`, `https://host` or `host:port`."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    scheme, _, host = text.rpartition("://")
+    if scheme not in ("", "http", "https") or not host.strip("/") or "/" in host.strip("/"):
+        raise SettingsError(f"{name} must look like http://host:port or https://host, "
+                            f"not {text!r}")
+    return text
 
 
 def _share(env, name: str, default: float) -> float:

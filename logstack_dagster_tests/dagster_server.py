@@ -98,7 +98,7 @@ class DagsterServer:
         wait_for("the webserver and the code location", loaded, timeout)
 
     def start_sensor(self, name: str) -> str:
-        """Start a sensor (sensors start stopped); return its status after the call."""
+        """Start a sensor (a no-op when it runs already); return its status after the call."""
         data = self.graphql(_START_SENSOR, selector={
             "repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
             "sensorName": name})
@@ -129,8 +129,11 @@ class DagsterServer:
         return answer["results"]
 
     def wait_for_runs(self, what: str, find: Callable[[], list[dict]],
-                      timeout: float) -> list[dict]:
-        """Wait until `find` returns runs and all of them have finished; all must succeed."""
+                      timeout: float, succeed: bool = True) -> list[dict]:
+        """Wait until `find` returns runs and all of them have finished.
+
+        With `succeed`, every one of them must have succeeded.
+        """
         def finished():
             runs = find()
             if runs and all(r["status"] in FINISHED for r in runs):
@@ -138,11 +141,28 @@ class DagsterServer:
             return None
 
         runs = wait_for(what, finished, timeout)
-        failed = [r for r in runs if r["status"] != "SUCCESS"]
+        failed = [r for r in runs if r["status"] != "SUCCESS" and succeed]
         if failed:
             raise ServerError(f"{what}: run {failed[0]['runId']} ended {failed[0]['status']}:"
                               f"\n{self.run_failure(failed[0]['runId'])}")
         return runs
+
+    def launch_run(self, job: str) -> str:
+        """Submit a run of `job` to the run queue; return its id."""
+        answer = self.graphql(_LAUNCH_RUN, params={"selector": {
+            "repositoryLocationName": LOCATION, "repositoryName": REPOSITORY,
+            "jobName": job}})["launchRun"]
+        if answer["__typename"] != "LaunchRunSuccess":
+            raise ServerError(f"launching a run of {job}: {answer}")
+        return answer["run"]["runId"]
+
+    def reexecute(self, run_id: str, strategy: str = "FROM_FAILURE") -> str:
+        """Re-execute run `run_id` (`FROM_FAILURE` or `ALL_STEPS`); return the new run's id."""
+        answer = self.graphql(_REEXECUTE, params={
+            "parentRunId": run_id, "strategy": strategy})["launchRunReexecution"]
+        if answer["__typename"] != "LaunchRunSuccess":
+            raise ServerError(f"re-executing run {run_id}: {answer}")
+        return answer["run"]["runId"]
 
     def run_failure(self, run_id: str) -> str:
         """The messages of a run's failure events, to say why it failed."""
@@ -250,7 +270,9 @@ _RUNS = """
 query ($filter: RunsFilter) {
   runsOrError(filter: $filter) {
     __typename
-    ... on Runs { results { runId jobName status tags { key value } } }
+    ... on Runs {
+      results { runId jobName status startTime endTime parentRunId tags { key value } }
+    }
     ... on PythonError { message }
   }
 }"""
@@ -267,6 +289,24 @@ mutation ($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}"""
+
+_LAUNCH_RUN = """
+mutation ($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on Error { message }
+  }
+}"""
+
+_REEXECUTE = """
+mutation ($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
     ... on Error { message }
   }
 }"""

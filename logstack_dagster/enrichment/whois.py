@@ -22,10 +22,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
+import geoip2.database
+import geoip2.errors
 from ipwhois import IPWhois
 from ipwhois.rdap import BOOTSTRAP_URL
 
@@ -70,8 +73,10 @@ _ORIGIN_AS_KEY = "arin_originas0_originautnums"
 class OwnerNetwork:
     """Who holds the network an address belongs to, as far as the registry says.
 
-    ``status`` is ``ok`` (the registry answered), ``failed`` (no usable answer; ``error``
-    says why) or ``not_public`` (private or reserved: never asked).
+    ``status`` is ``ok`` (the registry answered), ``asn_db`` (the registry did not; the
+    ASN and its holder come from the local ASN database, ``error`` says why the registry
+    failed), ``failed`` (no usable answer; ``error`` says why) or ``not_public`` (private
+    or reserved: never asked).
     """
 
     ip: str
@@ -87,7 +92,7 @@ class OwnerNetwork:
     @property
     def label(self) -> str:
         """A short name for reports: ``"AS15169 GOOGLE"``, ``"GOOGLE"`` or ``"unknown"``."""
-        if self.status != "ok":
+        if self.status not in ("ok", "asn_db"):
             return "unknown"
         name = self.network_name or self.asn_description
         if self.asn is not None and name:
@@ -144,8 +149,11 @@ class OwnerLookup:
     ``rdap_url`` is the base URL the ``/ip/<address>`` queries go to instead of the ARIN
     bootstrap service (``BOOTSTRAP_URL``). ``proxy`` is an HTTP(S) proxy URL; proxy
     environment variables are ignored, so a stray ``HTTPS_PROXY`` cannot reroute queries,
-    least of all ones meant for a local server. ``clock`` returns the current aware time
-    and exists for tests.
+    least of all ones meant for a local server. ``asn_db`` is a GeoIP2/GeoLite2 ASN
+    database: an address the registry gives no answer for (offline, say) is named from it
+    at once, as ``asn_db``; the failure is still what is cached, so it is asked again
+    after ``failure_max_age``. ``clock`` returns the current aware time and exists for
+    tests.
     """
 
     def __init__(
@@ -157,6 +165,7 @@ class OwnerLookup:
         *,
         failure_max_age: timedelta = timedelta(minutes=10),
         proxy: str | None = None,
+        asn_db: str | Path | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         if not timeout > 0:
@@ -181,6 +190,7 @@ class OwnerLookup:
         if rdap_url is not None:
             handlers.append(_RewriteBootstrap(self._base_url))
         self._opener = urllib.request.build_opener(*handlers)
+        self._asn_db = asn_db
 
     def lookup(self, ip: str, cache: duckdb.DuckDBPyConnection | None = None) -> OwnerNetwork:
         """Return the owner network of one address; see ``lookup_many``."""
@@ -221,10 +231,29 @@ class OwnerLookup:
             self._refresh(stale, cache)
             log.info("RDAP asked about %d of %d public addresses", len(stale), len(wanted))
 
+        fallback = self._from_asn_db(
+            [ip for ip in wanted if self._memory[ip].status == "failed"])
         for canonical, given_forms in wanted.items():
             for given in given_forms:
-                answers[given] = self._memory[canonical]
+                answers[given] = fallback.get(canonical) or self._memory[canonical]
         return answers
+
+    def _from_asn_db(self, ips: list[str]) -> dict[str, OwnerNetwork]:
+        """Answers from the ASN database for the failed ``ips`` it knows."""
+        if not ips or self._asn_db is None:
+            return {}
+        found = {}
+        with geoip2.database.Reader(str(self._asn_db)) as reader:
+            for ip in ips:
+                try:
+                    network = reader.asn(ip)
+                except (geoip2.errors.AddressNotFoundError, ValueError):
+                    continue
+                found[ip] = replace(self._memory[ip], status="asn_db",
+                                    asn=network.autonomous_system_number,
+                                    asn_description=network.autonomous_system_organization,
+                                    network_cidr=str(network.network))
+        return found
 
     def _refresh(self, ips: list[str], cache: duckdb.DuckDBPyConnection | None) -> None:
         """Query ``ips`` and remember the answers, keeping a good old one over a failure."""

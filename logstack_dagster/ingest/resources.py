@@ -1,12 +1,11 @@
 """The Dagster resource for the broker that holds the raw topic."""
 
-
 from pathlib import Path
 
 from dagster import ConfigurableResource
 
 from logstack_dagster.ingest.topic import Cluster, end_offsets, resolve_cluster, topic_metadata
-from logstack_dagster.settings import Settings
+from logstack_dagster.settings import Settings, load_settings
 
 
 class KafkaResource(ConfigurableResource):
@@ -21,7 +20,10 @@ class KafkaResource(ConfigurableResource):
     home: str = ".logstack"
 
     def settings(self) -> Settings:
-        return Settings(home=Path(self.home), brokers=self.brokers or None, topic=self.topic)
+        # SASL and TLS settings are read from the environment when needed, never kept as
+        # resource config: Dagster shows config in its UI and stores it with each run.
+        return Settings(home=Path(self.home), brokers=self.brokers or None, topic=self.topic,
+                        kafka_security=load_settings().kafka_security)
 
     def cluster(self) -> Cluster:
         return resolve_cluster(self.settings())

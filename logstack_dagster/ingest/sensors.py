@@ -4,7 +4,10 @@
 import json
 
 from dagster import (
+    AssetObservation,
     DagsterRunStatus,
+    DefaultSensorStatus,
+    MetadataValue,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -17,6 +20,7 @@ from logstack_dagster.ingest.resources import KafkaResource
 from logstack_dagster.ingest.topic import BrokerUnreachable
 from logstack_dagster.lake.assets import ingest_job
 from logstack_dagster.lake.resources import LakeResource
+from logstack_dagster.settings import load_settings
 
 _ACTIVE = [
     DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
@@ -26,7 +30,9 @@ _ACTIVE = [
 
 @sensor(
     job=ingest_job,
-    minimum_interval_seconds=30,
+    # LOGSTACK_SENSOR_INTERVAL_SECONDS; tests lower it to keep a live server quick.
+    minimum_interval_seconds=load_settings().sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Compares the raw topic's end offsets (broker metadata) with the offsets the "
         "lake's manifest holds, and launches one ingest run when the topic is ahead. "
@@ -53,7 +59,15 @@ def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
         return SkipReason(f"ingest run {active[0].dagster_run.run_id} is still in progress")
 
     key = f"{cluster_id}/{kafka.topic}/" + ",".join(f"{p}:{e}" for p, e in sorted(ends.items()))
+    # What the tick saw, as an observation of the topic: the UI then shows its end
+    # offsets and lag beside the run that ingests them.
+    observed = AssetObservation(asset_key="raw_topic", metadata={
+        "end_offsets": MetadataValue.json({str(p): o for p, o in ends.items()}),
+        "ingested_offsets": MetadataValue.json({str(p): o for p, o in ingested.items()}),
+        "lag": sum(end - ingested.get(p, 0) for p, end in behind.items()),
+    })
     return SensorResult(
         run_requests=[RunRequest(run_key=key, tags={"logstack/offsets": key})],
         cursor=json.dumps({"cluster": cluster_id, "end_offsets": ends}),
+        asset_events=[observed],
     )

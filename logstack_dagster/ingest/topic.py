@@ -6,6 +6,7 @@ creation, end offsets) and confluent-kafka's batching producer for throughput.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -36,10 +37,17 @@ class BrokerUnreachable(LogstackError):
 
 @dataclass(frozen=True)
 class Cluster:
-    """A broker address list and the client settings needed to talk to it."""
+    """A broker address list and the client settings needed to talk to it.
+
+    Its repr names the security settings but hides their values: a password must not
+    reach a log line or an error message by way of a cluster printed in it.
+    """
 
     brokers: str
     security: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"Cluster(brokers={self.brokers!r}, security={sorted(self.security)!r})"
 
     def librdkafka_config(self, **extra: object) -> dict[str, object]:
         """Settings for confluent-kafka clients (and the Bytewax connector)."""
@@ -95,7 +103,13 @@ def ensure_topic(cluster: Cluster, topic: str, partitions: int) -> int:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(**cluster.kafka_python_config(), request_timeout_ms=10_000)
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(**cluster.kafka_python_config(), request_timeout_ms=10_000,
+                                 bootstrap_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise BrokerUnreachable(_refused(cluster, exc)) from None
     try:
         if topic not in admin.list_topics():
             try:
@@ -104,8 +118,18 @@ def ensure_topic(cluster: Cluster, topic: str, partitions: int) -> int:
                 pass
         described = admin.describe_topics([topic])
         return len(described[0]["partitions"])
+    except KafkaError as exc:
+        raise BrokerUnreachable(_refused(cluster, exc)) from None
     finally:
         admin.close()
+
+
+def _refused(cluster: Cluster, exc: Exception) -> str:
+    """Why the broker took no requests; names the security settings in use, not values."""
+    hint = ""
+    if cluster.security:
+        hint = f" (with {', '.join(sorted(cluster.security))} set: check them)"
+    return f"the Kafka broker at {cluster.brokers} took no requests{hint}: {exc}"
 
 
 def topic_metadata(cluster: Cluster, topic: str, timeout: float = 10.0) -> tuple[str, int]:
@@ -190,17 +214,75 @@ def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
         yield rest
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far producing has come: lines and bytes sent, seconds taken, bytes in all."""
+
+    lines: int
+    bytes: int
+    seconds: float
+    total_bytes: int | None = None
+    finished: bool = False
+
+    @property
+    def lines_per_second(self) -> float:
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def share(self) -> float | None:
+        """The share of the input sent, from 0 to 1; None when its size is unknown."""
+        if not self.total_bytes:
+            return None
+        return min(self.bytes / self.total_bytes, 1.0)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated seconds to the end at the rate so far; None when it cannot be told."""
+        share = self.share
+        if share is None or share <= 0 or self.seconds <= 0:
+            return None
+        return self.seconds * (1 - share) / share
+
+    def describe(self) -> str:
+        """One line: ``1,200,000 lines  310,000 lines/s  42%  about 12 s left``."""
+        text = f"{self.lines:,} lines  {self.lines_per_second:,.0f} lines/s"
+        if self.finished:
+            return f"{text}  done in {self.seconds:.1f} s"
+        if self.share is not None:
+            text += f"  {self.share:.0%}"
+        left = self.seconds_left
+        if left is not None:
+            text += f"  about {_duration(left)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def produce(
     cluster: Cluster,
     topic: str,
     lines: Iterable[bytes],
     partitions: int = 1,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    *,
+    total_bytes: int | None = None,
+    interval: float = 1.0,
 ) -> int:
     """Produce each line as one record of raw bytes; return how many the broker took.
 
     Runs of `SPREAD` consecutive lines go to one partition, then the next, so that the
     partitions fill evenly and each holds stretches of the log in its original order.
+    `progress`, when given, is called about every `interval` seconds and once at the end;
+    `total_bytes` (the input's size) lets it estimate the time left.
     Raises BrokerUnreachable when the broker refuses or loses records.
     """
     from confluent_kafka import KafkaException, Producer
@@ -219,7 +301,9 @@ def produce(
         "enable.idempotence": False,
         "message.timeout.ms": 30_000,
     }))
-    sent = 0
+    started = time.monotonic()
+    next_report = started + interval
+    sent = read = 0
     for line in lines:
         while True:
             try:
@@ -229,10 +313,13 @@ def produce(
             except BufferError:
                 producer.poll(0.05)
         sent += 1
-        if sent % 100_000 == 0:
+        read += len(line) + 1
+        if sent % 10_000 == 0:
             producer.poll(0)
-            if progress is not None:
-                progress(sent)
+            now = time.monotonic()
+            if progress is not None and now >= next_report:
+                progress(Progress(sent, read, now - started, total_bytes))
+                next_report = now + interval
 
     try:
         left = producer.flush(60)
@@ -245,7 +332,7 @@ def produce(
             f"{topic!r}: {reason}"
         )
     if progress is not None:
-        progress(sent)
+        progress(Progress(sent, read, time.monotonic() - started, total_bytes, finished=True))
     return sent
 
 
@@ -254,8 +341,12 @@ def produce_file(
     topic: str,
     path: Path,
     partitions: int = 1,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    *,
+    interval: float = 1.0,
 ) -> int:
     """Produce every line of the file at `path`; return the line count."""
     with open(path, "rb") as stream:
-        return produce(cluster, topic, iter_lines(stream), partitions, progress)
+        size = os.fstat(stream.fileno()).st_size
+        return produce(cluster, topic, iter_lines(stream), partitions, progress,
+                       total_bytes=size or None, interval=interval)

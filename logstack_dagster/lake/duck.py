@@ -1,4 +1,13 @@
-"""DuckDB over the lake: the `requests` and `quarantine` views and per-hour file lists."""
+"""DuckDB over the lake: the `requests` and `quarantine` views and per-hour file lists.
+
+On a local disk DuckDB reads the Parquet files itself. On object storage it reads them
+through the lake's own pyarrow filesystem, registered with each DuckDB connection
+(`use_lake`), so the endpoint, region and credentials are those the writers use.
+DuckDB's `httpfs` extension would do this natively, but DuckDB fetches it from the
+internet at run time, and PyPI ships it (`duckdb-extension-httpfs`) only up to DuckDB
+1.5.5. When a build for the DuckDB logstack installs is published, pin it, load it from
+that package and drop `_DuckFileSystem`; until then DuckDB is never asked for it.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +16,40 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from fsspec.implementations.arrow import ArrowFSWrapper
 
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
+from logstack_dagster.lake.manifest import pending_paths
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
 
 
+def use_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+    """Let `conn` read the lake's URLs (`s3://...`); nothing to do for a local lake."""
+    if lake.local:
+        return
+    # Never let DuckDB fetch an extension from the internet for an s3:// path.
+    conn.execute("SET autoinstall_known_extensions = false")
+    conn.execute("SET autoload_known_extensions = false")
+    if lake.scheme not in conn.list_filesystems():
+        conn.register_filesystem(_DuckFileSystem(lake))
+
+
+def complete_files(lake: Lake, table: str, hour: datetime | None = None) -> list[str]:
+    """The Parquet files of `table` (of one UTC hour, or all) that readers may count, as
+    DuckDB paths: on object storage, those of batches still being written or left by a
+    crash are left out."""
+    if hour is None:
+        files = lake.list_files(lake.path(table), recursive=True)
+    else:
+        files = lake.list_files(lake.path(table, hour_dir(hour)))
+    # Listed first, notes read second: see `pending_paths`.
+    pending = pending_paths(lake)
+    return [lake.url(f) for f in files if f.endswith(".parquet") and f not in pending]
+
+
 def hour_files(lake: Lake, table: str, hour: datetime) -> list[str]:
-    """The Parquet files of `table` for the UTC hour starting at `hour`, as DuckDB paths."""
-    files = lake.list_files(lake.path(table, hour_dir(hour)))
-    if "://" not in lake.uri:
-        return [f for f in files if f.endswith(".parquet")]
-    scheme = lake.uri.split("://", 1)[0]
-    return [f"{scheme}://{f}" for f in files if f.endswith(".parquet")]
+    """The complete Parquet files of `table` for the UTC hour starting at `hour`."""
+    return complete_files(lake, table, hour)
 
 
 def parquet_source(files: list[str]) -> str:
@@ -31,19 +62,34 @@ def register_views(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Create the views `requests` and `quarantine` over every file of the lake.
 
     A table with no files yet gets an empty view of the right columns, so queries bind.
+    On object storage the views name the files complete when they were created.
     """
     from logstack_dagster.lake.schema import rows_schema
 
+    from logstack_dagster.lake.requeue import without_requeued
+
+    use_lake(conn, lake)
     for table, schema in ((ROWS, rows_schema()), (QUARANTINE, QUARANTINE_SCHEMA)):
-        glob = lake.glob(table).replace("'", "''")
+        if lake.local:
+            files = "'" + lake.glob(table).replace("'", "''") + "'"
+        else:
+            # A glob would match files of uncommitted batches too: list complete ones.
+            listed = complete_files(lake, table)
+            files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in listed) + "]"
+            files = files if listed else None
+        source = None if files is None else (
+            f"read_parquet({files}, union_by_name = true, hive_partitioning = false)")
+        if source is not None and table == QUARANTINE:
+            # Lines parsed since by `logstack requeue` count as rows, not here.
+            source = without_requeued(source, lake)
         try:
-            conn.execute(
-                f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{glob}', "
-                "union_by_name = true, hive_partitioning = false)"
-            )
+            if source is not None:
+                conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
+                continue
         except duckdb.IOException:
-            conn.register(f"_{table}_empty", schema.empty_table())
-            conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _{table}_empty")
+            pass
+        conn.register(f"_{table}_empty", schema.empty_table())
+        conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _{table}_empty")
 
 
 def connect(lake: Lake, metrics_db: Path | None, read_only: bool = True,
@@ -72,3 +118,16 @@ def connect(lake: Lake, metrics_db: Path | None, read_only: bool = True,
             time.sleep(0.2)
     conn.execute("SET search_path = 'memory.main,metrics.main'")
     return conn
+
+
+class _DuckFileSystem(ArrowFSWrapper):
+    """The lake's pyarrow filesystem as fsspec, answering to the lake's URI scheme."""
+
+    def __init__(self, lake: Lake):
+        # Not cached by fsspec: two lakes on different endpoints must not share one.
+        super().__init__(lake.fs, skip_instance_cache=True)
+        self._scheme = lake.scheme
+
+    @property
+    def protocol(self) -> str:
+        return self._scheme

@@ -3,24 +3,43 @@
     <root>/requests/year=YYYY/month=MM/day=DD/hour=HH/<batch>.parquet   parsed rows
     <root>/quarantine/year=.../hour=HH/<batch>.parquet                  rejected lines
     <root>/_manifest/<cluster>/<topic>/partition=N/<first>-<last>.json  commit records
-    <root>/_staging/<batch>/...                                         files not yet committed
+    <root>/_staging/<batch>/...        on a local disk: files not yet committed
+    <root>/_staging/<batch>.json       on object storage: files being written, not committed
 
 Hours are UTC. A row's hour is its event time. A quarantined line has no trusted time of
 its own: it goes to the hour of the nearest line that parsed in the same batch (lines of
 a partition are in log order), or, when none did, to the time the broker stamped on it.
+
+A local disk renames atomically, so a batch is staged and then moved into place. Object
+storage (S3 and the like) has no rename, only whole-object writes: there each file is
+written once under its final name, and a note in `_staging` names it until the batch is
+committed (see `manifest.py`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import parse_qsl
 
 import pyarrow.fs as pafs
+
+from logstack_dagster.errors import LogstackError
 
 ROWS = "requests"
 QUARANTINE = "quarantine"
 MANIFEST = "_manifest"
 STAGING = "_staging"
+
+# pyarrow accepts these in a URI's query; logstack takes credentials from the standard
+# AWS variables only, so that no URI it prints or stores can carry them.
+_CREDENTIAL_OPTIONS = {"access_key", "secret_key", "session_token", "role_arn",
+                       "external_id"}
+
+
+class LakeError(LogstackError):
+    """The lake's root cannot be opened or used."""
 
 
 @dataclass(frozen=True)
@@ -33,28 +52,63 @@ class Lake:
 
     @classmethod
     def open(cls, uri: str) -> Lake:
-        """Open a local path or a URI such as `s3://bucket/prefix`, creating the root."""
+        """Open a local path or a URI such as `s3://bucket/prefix`, creating the root.
+
+        Raises `LakeError` when the URI carries credentials or its filesystem refuses it
+        (an unknown scheme, a missing bucket, no such endpoint).
+        """
         if "://" in uri:
-            fs, root = pafs.FileSystem.from_uri(uri)
-        else:
-            fs, root = pafs.LocalFileSystem(), _local_root(uri)
-        fs.create_dir(root, recursive=True)
+            query = uri.partition("?")[2]
+            named = sorted({k for k, _ in parse_qsl(query)} & _CREDENTIAL_OPTIONS)
+            if named:
+                raise LakeError(
+                    f"LOGSTACK_LAKE must not carry credentials ({', '.join(named)}): set "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead")
+        try:
+            if "://" in uri:
+                fs, root = pafs.FileSystem.from_uri(uri)
+            else:
+                fs, root = pafs.LocalFileSystem(), _local_root(uri)
+            # Only when missing: a reader with read-only credentials opens the lake too.
+            if fs.get_file_info(root).type == pafs.FileType.NotFound:
+                fs.create_dir(root, recursive=True)
+        except (OSError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise LakeError(f"cannot open the lake at {uri}: {reason}") from None
         return cls(fs=fs, root=root.rstrip("/"), uri=uri)
+
+    @property
+    def local(self) -> bool:
+        """Whether the lake is on a local disk, where a move is an atomic rename."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def scheme(self) -> str:
+        """The URI scheme readers use for the lake's paths (`s3`), or '' on a local disk."""
+        return "" if self.local else self.uri.split("://", 1)[0]
 
     def path(self, *parts: str) -> str:
         return "/".join((self.root, *parts))
 
+    def url(self, path: str) -> str:
+        """`path` on the lake's filesystem as DuckDB names it: `s3://bucket/key` or a path."""
+        return path if self.local else f"{self.scheme}://{path}"
+
     def glob(self, table: str) -> str:
-        """The Parquet glob of `table` for DuckDB, in the form DuckDB expects for the URI."""
-        base = self.uri.rstrip("/") if "://" in self.uri else self.root
-        return f"{base}/{table}/*/*/*/*/*.parquet"
+        """The Parquet glob of `table` for DuckDB.
+
+        On object storage a glob also matches files of batches still being written; the
+        views of `duck.py` list complete files instead.
+        """
+        return self.url(f"{self.root}/{table}/*/*/*/*/*.parquet")
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
-    def list_files(self, folder: str) -> list[str]:
-        """Paths of the files directly inside `folder`, sorted; empty when it is missing."""
-        selector = pafs.FileSelector(folder, allow_not_found=True)
+    def list_files(self, folder: str, recursive: bool = False) -> list[str]:
+        """Paths of the files inside `folder` (and below, if `recursive`), sorted; empty
+        when it is missing."""
+        selector = pafs.FileSelector(folder, allow_not_found=True, recursive=recursive)
         infos = self.fs.get_file_info(selector)
         return sorted(i.path for i in infos if i.type == pafs.FileType.File)
 
@@ -63,14 +117,32 @@ class Lake:
         infos = self.fs.get_file_info(selector)
         return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
 
+    def read(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read()
+
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Write `data` to `path` so that readers see the old state or the whole new one."""
+        """Write `data` to `path` so that readers see the old state or the whole new one.
+
+        On a local disk through a temporary file and a rename. On object storage one
+        write is one object, which appears whole when the upload completes.
+        """
+        if not self.local:
+            with self.fs.open_output_stream(path) as out:
+                out.write(data)
+            return
         parent = path.rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)
         temporary = f"{path}.tmp"
         with self.fs.open_output_stream(temporary) as out:
             out.write(data)
         self.fs.move(temporary, path)
+
+    def delete_if_present(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
 
 
 def hour_dir(hour: datetime) -> str:
@@ -85,6 +157,4 @@ def hour_key(hour: datetime) -> str:
 
 
 def _local_root(path: str) -> str:
-    import os
-
     return os.path.abspath(os.path.expanduser(path))

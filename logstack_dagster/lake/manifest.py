@@ -1,14 +1,27 @@
 """The manifest: the truth about which topic records the lake holds.
 
 Each flush of the dataflow's sink writes one commit record, a small JSON file named by
-the offset range it covers. Its files are first written under `_staging`, then the
-record is written (the commit point), then the files are moved into place. A crash
-before the record leaves only staging files, which the next run deletes; a crash after it
-leaves files that the next run moves. Records whose offsets are already committed are
-skipped, so a replay after a restart writes nothing twice.
+the offset range it covers. Only what a commit record names counts as in the lake, and
+the record is written last. A batch's files are named by its cluster, topic, partition
+and offset range, so a replay of the same records writes the same names.
 
-Records are kept per broker cluster id, so that a new embedded broker, whose offsets
-start again at 0, is not mistaken for the one before it.
+On a local disk the files are first written under `_staging/<batch>/`, then the record
+is written (the commit point), then the files are moved into place: readers that glob
+the table folders never see a file of an uncommitted batch. A crash before the record
+leaves only staging files, which the next run deletes; a crash after it leaves files
+that the next run moves.
+
+Object storage has no rename. There a note `_staging/<batch>.json` naming the batch's
+files is written first, then each file once under its final name (an object appears
+whole or not at all), then the record, then the note is deleted. Readers list a table
+folder and then the notes, and leave out every file a note names (`pending_paths`): a
+file listed before its note was deleted is either committed or named by the note. A
+crash before the record leaves the note and its files, which the next run deletes; a
+crash after it leaves a note, which the next run deletes.
+
+Records whose offsets are already committed are skipped, so a replay after a restart
+writes nothing twice. Records are kept per broker cluster id, so that a new embedded
+broker, whose offsets start again at 0, is not mistaken for the one before it.
 """
 
 from __future__ import annotations
@@ -102,8 +115,7 @@ class Manifest:
         for folder in folders:
             for path in self.lake.list_files(folder):
                 if path.endswith(".json"):
-                    with self.lake.fs.open_input_stream(path) as stream:
-                        yield Commit.from_json(stream.read())
+                    yield Commit.from_json(self.lake.read(path))
 
     def committed_ranges(self, partition: int) -> list[tuple[int, int]]:
         """The offset ranges of `partition` already in the lake, merged and sorted."""
@@ -116,6 +128,23 @@ class Manifest:
             ends[commit.partition] = max(ends.get(commit.partition, 0), commit.last_offset + 1)
         return ends
 
+    def begin(self, commit: Commit, relatives: list[str]) -> None:
+        """Announce the files `commit` is about to write (`relatives`, from the root).
+
+        On object storage the note lets readers and recovery tell these files from
+        committed ones; a local disk needs none, its staging folder does that.
+        """
+        if self.lake.local:
+            return
+        note = json.dumps({"batch": commit.batch_name, "files": relatives}).encode()
+        self.lake.write_atomic(self.lake.path(STAGING, f"{commit.batch_name}.json"), note)
+
+    def write_path(self, commit: Commit, relative: str) -> str:
+        """Where `commit` writes its file `relative`: staged on a local disk, final else."""
+        if self.lake.local:
+            return self.lake.path(STAGING, commit.batch_name, relative)
+        return self.lake.path(relative)
+
     def commit(self, commit: Commit) -> None:
         """Write the commit record; from here on the batch counts as in the lake."""
         commit.committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -124,7 +153,10 @@ class Manifest:
                                commit.to_json())
 
     def publish(self, commit: Commit) -> None:
-        """Move a committed batch's staged files into place; a no-op for files moved already."""
+        """Put a committed batch's files in place; a no-op for a batch published already."""
+        if not self.lake.local:
+            self.lake.delete_if_present(self.lake.path(STAGING, f"{commit.batch_name}.json"))
+            return
         staged_root = self.lake.path(STAGING, commit.batch_name)
         for entry in commit.files:
             final = self.lake.path(entry.path)
@@ -149,4 +181,34 @@ class Manifest:
             else:
                 self.lake.fs.delete_dir(staged)
                 undone += 1
+        for note in self.lake.list_files(self.lake.path(STAGING)):
+            name = note.rsplit("/", 1)[1].removesuffix(".json")
+            if not name.startswith(prefix) or not note.endswith(".json"):
+                continue
+            if name not in committed:
+                # Files first, the note last: until the note goes, readers skip them.
+                for relative in json.loads(self.lake.read(note))["files"]:
+                    self.lake.delete_if_present(self.lake.path(relative))
+                undone += 1
+            self.lake.delete_if_present(note)
         return undone
+
+
+def pending_paths(lake: Lake) -> set[str]:
+    """Paths of files that batches not yet committed are writing, or left by a crash.
+
+    Only object storage has such files in the table folders. Call this after listing a
+    folder, never before: a file listed earlier whose note is gone now was committed.
+    """
+    if lake.local:
+        return set()
+    pending = set()
+    for note in lake.list_files(lake.path(STAGING)):
+        if not note.endswith(".json"):
+            continue
+        try:
+            relatives = json.loads(lake.read(note))["files"]
+        except FileNotFoundError:
+            continue  # committed and cleared between the listing and the read
+        pending.update(lake.path(r) for r in relatives)
+    return pending

@@ -15,8 +15,10 @@ from datetime import datetime
 
 import duckdb
 
-from logstack_dagster.lake.duck import hour_files, parquet_source
+from logstack_dagster.enrichment.networks import datacenter_sql
+from logstack_dagster.lake.duck import hour_files, parquet_source, use_lake
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake
+from logstack_dagster.lake.requeue import without_requeued
 from logstack_dagster.lake.schema import rows_schema
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
 
@@ -148,8 +150,35 @@ TOP_BOTS = MetricTable(
     """,
 )
 
+# Whose networks the requests come from, and whether those are data centres (see
+# enrichment.networks). Needs ASN data: without a GeoLite2-ASN database every row has a
+# null `asn` and a null `datacenter`, and the share of data-centre traffic is unknown.
+NETWORKS = MetricTable(
+    name="hourly_networks",
+    grain="one row per hour and autonomous system (null asn: no ASN data for the client), "
+          "`datacenter` true for clouds and hosting providers, null when unknown",
+    columns="asn BIGINT, as_org VARCHAR, datacenter BOOLEAN, requests BIGINT, "
+            "unique_ips BIGINT, bot_requests BIGINT",
+    select=f"""
+        SELECT asn, any_value(as_org), any_value({datacenter_sql()}), count(*),
+               count(DISTINCT ip), count(*) FILTER (WHERE is_bot)
+        FROM hour_rows GROUP BY asn
+    """,
+)
+
+DATACENTER_SHARE_SQL = f"""
+    SELECT hour,
+           sum(requests) FILTER (WHERE datacenter) AS datacenter_requests,
+           sum(requests) FILTER (WHERE datacenter IS NOT NULL) AS requests_with_asn,
+           sum(requests) AS requests,
+           round(sum(requests) FILTER (WHERE datacenter)
+                 / sum(requests) FILTER (WHERE datacenter IS NOT NULL), 4) AS datacenter_share
+    FROM {NETWORKS.name} GROUP BY hour
+"""
+"""Per hour: the share of requests with ASN data that came from data-centre networks."""
+
 METRICS = (TRAFFIC, STATUS_CODES, COUNTRIES, OFFENDERS, TOP_PATHS, TOP_REFERRERS, NOT_FOUND,
-           AUDIENCE, HUMAN_COUNTRIES, TOP_BOTS)
+           AUDIENCE, HUMAN_COUNTRIES, TOP_BOTS, NETWORKS)
 
 
 def ensure_table(conn: duckdb.DuckDBPyConnection, metric: MetricTable) -> None:
@@ -162,8 +191,10 @@ def build_hour(conn: duckdb.DuckDBPyConnection, lake: Lake, metric: MetricTable,
                hour: datetime) -> int:
     """Replace `metric`'s rows for the UTC hour starting at `hour`; return the rows written."""
     ensure_table(conn, metric)
+    use_lake(conn, lake)
     _hour_view(conn, "hour_rows", hour_files(lake, ROWS, hour), rows_schema())
-    _hour_view(conn, "hour_quarantine", hour_files(lake, QUARANTINE, hour), QUARANTINE_SCHEMA)
+    _hour_view(conn, "hour_quarantine", hour_files(lake, QUARANTINE, hour), QUARANTINE_SCHEMA,
+               lambda source: without_requeued(source, lake))
 
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -179,10 +210,11 @@ def build_hour(conn: duckdb.DuckDBPyConnection, lake: Lake, metric: MetricTable,
     return written
 
 
-def _hour_view(conn: duckdb.DuckDBPyConnection, name: str, files: list[str], schema) -> None:
+def _hour_view(conn: duckdb.DuckDBPyConnection, name: str, files: list[str], schema,
+               narrow=lambda source: source) -> None:
     if files:
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM "
-                     f"{parquet_source(files)}")
+                     f"{narrow(parquet_source(files))}")
     else:
         conn.register(f"_{name}_empty", schema.empty_table())
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_empty")

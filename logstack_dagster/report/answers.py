@@ -19,6 +19,7 @@ import duckdb
 from logstack_dagster.metrics.tables import (
     AUDIENCE,
     COUNTRIES,
+    NETWORKS,
     NOT_FOUND,
     OFFENDERS,
     STATUS_CODES,
@@ -46,7 +47,9 @@ class Answers:
 
     `audience` is False when the metric tables cannot tell humans from bots; `traffic`
     rows then have no `humans`, `bots`, `other` and `unclassified` counts, and `bots` (the
-    busiest bots) is None.
+    busiest bots) is None. `networks` holds the requests from data-centre networks and
+    their share of the requests with ASN data (None without an `hourly_networks` table;
+    a share of None without ASN data).
     """
 
     hours: int
@@ -67,6 +70,7 @@ class Answers:
     offenders: list[dict] = field(default_factory=list)
     bots: list[dict] | None = None
     audience: bool = False
+    networks: dict | None = None
 
     def to_json(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "report_filter"}
@@ -133,6 +137,17 @@ def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
             FROM {TOP_BOTS.name} WHERE {where} GROUP BY ALL
             ORDER BY requests DESC, bot_name, bot_category LIMIT {top}
         """)
+    if _has_table(conn, NETWORKS.name):
+        answers.networks = _records(conn, f"""
+            SELECT coalesce(sum(requests) FILTER (WHERE datacenter), 0)::BIGINT
+                       AS datacenter_requests,
+                   coalesce(sum(requests) FILTER (WHERE datacenter IS NOT NULL), 0)::BIGINT
+                       AS requests_with_asn,
+                   round(sum(requests) FILTER (WHERE datacenter)
+                         / sum(requests) FILTER (WHERE datacenter IS NOT NULL), 4)
+                       AS datacenter_share
+            FROM {NETWORKS.name} WHERE {where}
+        """)[0]
     return answers
 
 
@@ -235,7 +250,18 @@ def render_text(answers: Answers) -> str:
                   *text_table(["bot", "category", "requests"],
                               [(r["bot_name"], r["bot_category"], r["requests"])
                                for r in answers.bots])]
+    if answers.networks is not None:
+        lines += ["", _networks_line(answers.networks)]
     return "\n".join(lines)
+
+
+def _networks_line(networks: dict) -> str:
+    share = networks["datacenter_share"]
+    if share is None:
+        return ("Data-centre networks: unknown (no ASN data; set GEOIP_ASN_DB to a "
+                "GeoLite2-ASN database)")
+    return (f"Data-centre networks: {share:.1%} of the {networks['requests_with_asn']:,} "
+            f"requests with ASN data ({networks['datacenter_requests']:,} requests)")
 
 
 def _traffic_section(answers: Answers) -> list[str]:

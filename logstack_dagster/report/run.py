@@ -85,7 +85,7 @@ def add_owners(settings: Settings, answers: Answers, timeout: float) -> None:
     ips = sorted({r["ip"] for r in answers.offenders if r.get("ip")})
     owners = {}
     if ips:
-        lookup = OwnerLookup(timeout=timeout)
+        lookup = OwnerLookup(timeout=timeout, asn_db=settings.geoip_asn_db)
         cache = _cache_connection(settings)
         try:
             owners = lookup.lookup_many(ips, cache)

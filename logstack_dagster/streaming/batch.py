@@ -72,6 +72,13 @@ def _drop_ranges(table: pa.Table, ranges: list[tuple[int, int]]) -> pa.Table:
     if not ranges or table.num_rows == 0:
         return table
     offsets = table.column("offset")
+    # Past the first flush every batch is checked against what is committed, and almost
+    # always lies beyond it: keep only the ranges that can hold one of its offsets.
+    bounds = pc.min_max(offsets)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    ranges = [(first, last) for first, last in ranges if first <= high and last >= low]
+    if not ranges:
+        return table
     inside = None
     for first, last in ranges:
         hit = pc.and_(pc.greater_equal(offsets, first), pc.less_equal(offsets, last))

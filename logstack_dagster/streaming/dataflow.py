@@ -3,16 +3,17 @@
     read_topic -> group_partitions -> parse_enrich -> write_lake
 
 `build_flow` takes its source and sink, so tests can hand it testing ones and the
-runner real ones (`KafkaSource` and `LakeSink`).
+runner real ones (`TopicSource` and `LakeSink`). The source may emit Kafka messages or
+whole RawBatches; `TopicSource` emits RawBatches, which skips the per-record objects.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Iterable
 
 import bytewax.operators as op
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
@@ -38,10 +39,17 @@ def build_flow(source: Source, sink: Sink, processor: BatchProcessor) -> Dataflo
     return flow
 
 
-def group_by_partition(messages: list[KafkaSourceMessage]) -> Iterable[tuple[str, RawBatch]]:
-    """Turn a list of messages into one RawBatch per topic partition, keyed for the sink."""
+def group_by_partition(
+    messages: list[KafkaSourceMessage | RawBatch],
+) -> Iterable[tuple[str, RawBatch]]:
+    """Turn a list of messages into one RawBatch per topic partition, keyed for the sink;
+    RawBatches pass through as they are."""
     groups: dict[tuple[str, int], RawBatch] = {}
+    ready: list[tuple[str, RawBatch]] = []
     for message in messages:
+        if isinstance(message, RawBatch):
+            ready.append((partition_key(message.partition), message))
+            continue
         if isinstance(message, KafkaError):
             raise RuntimeError(f"reading the topic failed: {message.err}")
         key = (message.topic, message.partition)
@@ -51,7 +59,7 @@ def group_by_partition(messages: list[KafkaSourceMessage]) -> Iterable[tuple[str
         batch.offsets.append(message.offset)
         batch.timestamps.append(message.timestamp[1] if message.timestamp else 0)
         batch.values.append(message.value or b"")
-    return [(partition_key(b.partition), b) for b in groups.values()]
+    return ready + [(partition_key(b.partition), b) for b in groups.values()]
 
 
 class BatchProcessor:
@@ -89,9 +97,10 @@ class BatchProcessor:
 def _with_source(table: pa.Table, raw: RawBatch, offsets: pa.Array) -> pa.Table:
     """Append the topic, partition and offset of each row's record."""
     index = table.column("line_index")
-    table = table.append_column("topic", pa.array([raw.topic] * table.num_rows, pa.string()))
+    count = table.num_rows
+    table = table.append_column("topic", pa.repeat(pa.scalar(raw.topic, pa.string()), count))
     table = table.append_column(
-        "partition", pa.array([raw.partition] * table.num_rows, pa.int32()))
+        "partition", pa.repeat(pa.scalar(raw.partition, pa.int32()), count))
     return table.append_column("offset", pc.take(offsets, index))
 
 
@@ -100,7 +109,7 @@ def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.A
     """The rejected records with their reason, raw bytes and source coordinates."""
     if rejects.num_rows == 0:
         return QUARANTINE_SCHEMA.empty_table()
-    index = rejects.column("line_index")
+    index = rejects.column("line_index").combine_chunks()
     values = [raw.values[i] for i in index.to_pylist()]
     count = len(values)
     return pa.table({
@@ -108,7 +117,7 @@ def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.A
         "partition": pa.array([raw.partition] * count, pa.int32()),
         "offset": pc.take(offsets, index),
         "record_time": pc.take(times, index),
-        "neighbour_time": _neighbour_times(index.to_pylist(), parsed),
+        "neighbour_time": _neighbour_times(index, parsed),
         "reason": rejects.column("reason"),
         "message": rejects.column("message"),
         "format": pa.array([format_name] * count, pa.string()),
@@ -118,7 +127,7 @@ def _quarantine(raw: RawBatch, rejects: pa.Table, offsets: pa.Array, times: pa.A
     }, schema=QUARANTINE_SCHEMA)
 
 
-def _neighbour_times(rejected: list[int], parsed: pa.Table) -> pa.Array:
+def _neighbour_times(rejected: pa.Array, parsed: pa.Table) -> pa.Array:
     """For each rejected line, the event time of the nearest parsed line before it (else
     after it) in the batch: the best guess of when it was logged, so that a line that did
     not parse is counted in the hour it belongs to. Null when nothing in the batch parsed.
@@ -126,12 +135,8 @@ def _neighbour_times(rejected: list[int], parsed: pa.Table) -> pa.Array:
     kind = QUARANTINE_SCHEMA.field("neighbour_time").type
     if parsed.num_rows == 0:
         return pa.nulls(len(rejected), kind)
-    positions = parsed.column("line_index").to_pylist()
-    stamps = parsed.column("event_time").cast(kind).to_pylist()
-    order = sorted(range(len(positions)), key=positions.__getitem__)
-    sorted_positions = [positions[i] for i in order]
-    guesses = []
-    for line in rejected:
-        at = bisect.bisect_left(sorted_positions, line)
-        guesses.append(stamps[order[at - 1 if at > 0 else 0]])
-    return pa.array(guesses, kind)
+    positions = parsed.column("line_index").to_numpy()
+    stamps = parsed.column("event_time").cast(kind)
+    order = np.argsort(positions, kind="stable")
+    at = np.searchsorted(positions[order], rejected.to_numpy(zero_copy_only=False), "left")
+    return pc.take(stamps, pa.array(order[np.maximum(at - 1, 0)])).combine_chunks()

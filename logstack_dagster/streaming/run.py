@@ -3,12 +3,17 @@
 It reads the topic until it has caught up (or forever with `--follow`), resumes from
 the Bytewax recovery store of the broker cluster and topic, and prints a JSON summary of
 what it committed. Under Dagster Pipes it streams its log and reports the summary back.
+
+With `--processes N` above 1 this process only launches and watches N members of one
+Bytewax cluster (see `cluster.py`), each running `--workers` workers; it holds the ingest
+lock for them and reports the one summary of the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -21,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
@@ -50,13 +56,27 @@ class FlowOptions:
     run_id: str = ""
     log_format: str | None = None
     broker_timeout: float = 60.0
+    processes: int = 1
+    progress_seconds: float = 10.0
+
+    @property
+    def total_workers(self) -> int:
+        return self.workers * self.processes
+
+
+@dataclass(frozen=True)
+class Member:
+    """This process's place in a cluster of several, as the launcher passed it."""
+
+    index: int
+    addresses: list[str]
+    cluster_id: str
+    partitions: int
+    parent_pid: int
 
 
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     """Run the dataflow to completion and return the summary of what it committed."""
-    from bytewax._bytewax import cli_main
-    from bytewax.recovery import RecoveryConfig
-
     cluster = resolve_cluster(settings)
     wait_reachable(cluster)
     cluster_id, partitions = topic_metadata(cluster, settings.topic)
@@ -66,24 +86,88 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     check_writable(settings.lake)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
-    with _exclusive(recovery):
-        flow = _real_flow(settings, cluster, cluster_id, partitions, run_id, options)
-        log.info("reading %s from %s (%d partitions, %d workers, run %s)",
-                 settings.topic, cluster.brokers, partitions, options.workers, run_id)
-        _watch_broker(cluster, options.broker_timeout)
-        try:
-            cli_main(flow, workers_per_process=options.workers,
-                     epoch_interval=timedelta(seconds=options.epoch_seconds),
-                     recovery_config=RecoveryConfig(str(recovery / "db")))
-        except Exception as exc:
-            cause = _os_error(exc)
-            if cause is None:
-                raise
-            raise LogstackError(
-                f"writing to the lake at {settings.lake} failed: {cause}; what was committed "
-                "stays, the next run resumes from there") from exc
+    with _exclusive(recovery, options.total_workers) as lock:
+        log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
+                 settings.topic, cluster.brokers, partitions, options.processes,
+                 options.workers, run_id)
+        _log_progress(cluster, Manifest(Lake.open(settings.lake), cluster_id, settings.topic),
+                      options.progress_seconds)
+        if options.processes == 1:
+            _execute(settings, options, cluster, cluster_id, partitions, run_id, None)
+        else:
+            from logstack_dagster.streaming.cluster import free_addresses, member_env, run_members
+
+            addresses = free_addresses(options.processes)
+            commands = [_member_command(options, run_id, i, addresses, cluster_id, partitions)
+                        for i in range(options.processes)]
+            run_members(commands, member_env(), keep_fds=[lock.fileno()])
 
     return summarize(Manifest(Lake.open(settings.lake), cluster_id, settings.topic), run_id)
+
+
+def run_member(settings: Settings, options: FlowOptions, member: Member) -> None:
+    """Run one member of a cluster that `run_flow` launched; it holds the lock for us."""
+    from logstack_dagster.streaming.cluster import die_with_parent
+
+    die_with_parent(member.parent_pid)
+    cluster = resolve_cluster(settings)
+    _execute(settings, options, cluster, member.cluster_id, member.partitions,
+             options.run_id, member)
+
+
+def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster_id: str,
+             partitions: int, run_id: str, member: Member | None) -> None:
+    """Run the dataflow in this process: alone, or as `member` of a cluster."""
+    from bytewax._bytewax import cli_main
+    from bytewax.recovery import RecoveryConfig
+
+    recovery = settings.recovery_dir / cluster_id / settings.topic
+    flow = _real_flow(settings, cluster, cluster_id, partitions, run_id, options)
+    # The hot path makes few reference cycles but many short-lived containers; collecting
+    # the young generation less often, and never scanning start-up objects again, saves
+    # a few percent of the run.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+    _watch_broker(cluster, options.broker_timeout,
+                  parent_pid=member.parent_pid if member else None)
+    where = {} if member is None else {"process_id": member.index,
+                                       "addresses": member.addresses}
+    try:
+        cli_main(flow, workers_per_process=options.workers,
+                 epoch_interval=timedelta(seconds=options.epoch_seconds),
+                 recovery_config=RecoveryConfig(str(recovery / "db")), **where)
+    except Exception as exc:
+        cause = _os_error(exc)
+        if cause is None:
+            raise
+        raise LogstackError(
+            f"writing to the lake at {settings.lake} failed: {cause}; what was committed "
+            "stays, the next run resumes from there") from exc
+    from logstack_dagster.streaming.sink import FAILED_CLOSES
+
+    if FAILED_CLOSES:
+        raise LogstackError(
+            f"writing to the lake at {settings.lake} failed: {FAILED_CLOSES[0]}; what was "
+            "committed stays, the next run resumes from there")
+
+
+def _member_command(options: FlowOptions, run_id: str, index: int, addresses: list[str],
+                    cluster_id: str, partitions: int) -> list[str]:
+    command = [sys.executable, "-m", "logstack_dagster.streaming.run",
+               "--workers", str(options.workers), "--epoch-seconds", str(options.epoch_seconds),
+               "--run-id", run_id, "--broker-timeout", str(options.broker_timeout),
+               "--member", str(index), "--addresses", ";".join(addresses),
+               "--cluster-id", cluster_id, "--topic-partitions", str(partitions),
+               "--parent-pid", str(os.getpid())]
+    if options.follow:
+        command.append("--follow")
+    if any(name.startswith("DAGSTER_PIPES_") for name in os.environ):
+        # Under Dagster only the launcher speaks to the run's log; members' stderr would
+        # reach the console of whoever started Dagster, so they keep to warnings there.
+        command.append("--quiet")
+    if options.log_format:
+        command += ["--format", options.log_format]
+    return command
 
 
 def summarize(manifest: Manifest, run_id: str) -> dict[str, object]:
@@ -114,18 +198,16 @@ def summarize(manifest: Manifest, run_id: str) -> dict[str, object]:
 
 def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions: int,
                run_id: str, options: FlowOptions):
-    from bytewax.connectors.kafka import KafkaSource
-
     from logstack_dagster.enrichment.pipeline import RowEnricher
     from logstack_dagster.streaming.dataflow import BatchProcessor, build_flow
     from logstack_dagster.streaming.sink import LakeSink
+    from logstack_dagster.streaming.source import TopicSource
 
-    source = KafkaSource(
-        brokers=cluster.brokers.split(","), topics=[settings.topic], tail=options.follow,
+    source = TopicSource(
+        brokers=cluster.brokers.split(","), topic=settings.topic, tail=options.follow,
         # librdkafka logs every failed reconnect; the broker watchdog reports a lost broker
         # once, with its address, instead.
         add_config={**{k: str(v) for k, v in cluster.security.items()}, "log_level": "2"},
-        batch_size=10_000,
     )
     sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
     enricher = RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
@@ -154,17 +236,51 @@ def _os_error(exc: BaseException) -> OSError | None:
     return None
 
 
-def _watch_broker(cluster: Cluster, timeout: float) -> None:
-    """End this process when no broker has accepted a connection for `timeout` seconds.
+def _log_progress(cluster: Cluster, manifest: Manifest, interval: float) -> None:
+    """Log, every `interval` seconds, the records committed since the last report, their
+    rate, and the lag: records in the topic not yet in the lake.
+
+    Counts come from the manifest, so they are whole committed batches; the lag is read
+    from broker metadata and is approximate on the embedded broker (see `end_offsets`).
+    """
+    from logstack_dagster.ingest.topic import end_offsets
+
+    def watch() -> None:
+        before, since = sum(manifest.next_offsets().values()), time.monotonic()
+        while True:
+            time.sleep(interval)
+            try:
+                done = manifest.next_offsets()
+                ends = end_offsets(cluster, manifest.topic)
+            except (LogstackError, OSError) as exc:
+                log.warning("progress unknown: %s", exc)
+                continue
+            now, total = time.monotonic(), sum(done.values())
+            lag = sum(max(0, end - done.get(p, 0)) for p, end in ends.items())
+            log.info("committed %d records in %.0f s (%.0f records/s); lag %d records",
+                     total - before, now - since, (total - before) / (now - since), lag)
+            before, since = total, now
+
+    if interval > 0:
+        threading.Thread(target=watch, name="progress-log", daemon=True).start()
+
+
+def _watch_broker(cluster: Cluster, timeout: float, parent_pid: int | None = None) -> None:
+    """End this process when no broker has accepted a connection for `timeout` seconds,
+    or, for a member of a cluster, when its launcher `parent_pid` is gone.
 
     The Kafka client retries a lost broker forever, so a run would otherwise hang. Ending
     abruptly loses nothing: only whole committed batches count as in the lake, and the
     next run resumes from them.
     """
+    from logstack_dagster.streaming.cluster import orphaned
+
     def watch() -> None:
         lost_since = None
         while True:
             time.sleep(1.0)
+            if orphaned(parent_pid):
+                os._exit(1)
             try:
                 wait_reachable(cluster, timeout=1.0)
                 lost_since = None
@@ -186,8 +302,9 @@ def _watch_broker(cluster: Cluster, timeout: float) -> None:
 
 
 @contextmanager
-def _exclusive(recovery: Path) -> Iterator[None]:
-    """Hold the ingest lock of a topic; make its recovery store on first use."""
+def _exclusive(recovery: Path, workers: int) -> Iterator[IO[str]]:
+    """Hold the ingest lock of a topic and yield the lock file; make its recovery store on
+    first use, with a partition for each of at least `workers` workers in all."""
     from bytewax.recovery import init_db_dir
 
     recovery.mkdir(parents=True, exist_ok=True)
@@ -196,24 +313,45 @@ def _exclusive(recovery: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise IngestBusy(f"another dataflow is ingesting into {recovery}") from None
-        if not (recovery / "db").exists():
-            (recovery / "db").mkdir()
-            init_db_dir(recovery / "db", RECOVERY_PARTITIONS)
-        yield
+        store = recovery / "db"
+        if not store.exists():
+            store.mkdir()
+            init_db_dir(store, max(RECOVERY_PARTITIONS, workers))
+        made = len(list(store.glob("part-*.sqlite3")))
+        if made < workers:
+            raise LogstackError(
+                f"the recovery store at {store} was made for {made} workers, fewer than the "
+                f"{workers} asked for (processes x workers); run with at most {made}")
+        yield lock
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m logstack_dagster.streaming.run")
-    parser.add_argument("--workers", "-w", type=int, default=1)
-    parser.add_argument("--follow", action="store_true")
-    parser.add_argument("--epoch-seconds", type=float, default=5.0)
-    parser.add_argument("--run-id", default="")
-    parser.add_argument("--format", dest="log_format")
-    parser.add_argument("--broker-timeout", type=float, default=60.0,
-                        help="seconds without a broker before the run gives up")
-    args = parser.parse_args(argv)
+    from logstack_dagster.streaming.cluster import MemberFailed
+
+    try:
+        settings = load_settings()
+    except LogstackError as exc:
+        print(f"logstack flow: error: {exc}", file=sys.stderr)
+        return 1
+    args = _arguments(settings).parse_args(argv)
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
-                          args.log_format, args.broker_timeout)
+                          args.log_format, args.broker_timeout, args.processes,
+                          args.progress_seconds)
+    if args.member is not None:
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+            format=f"%(asctime)s [{args.member}] %(name)s %(levelname)s %(message)s")
+        member = Member(args.member, args.addresses.split(";"), args.cluster_id,
+                        args.topic_partitions, args.parent_pid)
+        try:
+            run_member(settings, options, member)
+        except LogstackError as exc:
+            print(f"logstack flow: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            # The launcher forwarded Ctrl-C and reports it once, for every member.
+            return 130
+        return 0
 
     try:
         with _pipes() as pipes:
@@ -221,15 +359,47 @@ def main(argv: list[str] | None = None) -> int:
             if pipes is None:
                 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
-            summary = run_flow(load_settings(), options)
+            summary = run_flow(settings, options)
             if pipes is not None:
                 pipes.report_custom_message(summary)
                 return 0
+    except MemberFailed as exc:
+        print(f"logstack flow: error: {exc}", file=sys.stderr)
+        return exc.code
     except LogstackError as exc:
         print(f"logstack flow: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))
     return 0
+
+
+def _arguments(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m logstack_dagster.streaming.run")
+    parser.add_argument("--workers", "-w", type=_at_least_one, default=settings.flow_workers,
+                        help="workers per process (default LOGSTACK_FLOW_WORKERS or 1)")
+    parser.add_argument("--processes", "-p", type=_at_least_one,
+                        default=settings.flow_processes,
+                        help="processes of the dataflow (default LOGSTACK_FLOW_PROCESSES or 1)")
+    parser.add_argument("--follow", action="store_true")
+    parser.add_argument("--epoch-seconds", type=float, default=5.0)
+    parser.add_argument("--run-id", default="")
+    parser.add_argument("--format", dest="log_format")
+    parser.add_argument("--broker-timeout", type=float, default=60.0,
+                        help="seconds without a broker before the run gives up")
+    parser.add_argument("--progress-seconds", type=float, default=10.0,
+                        help="how often to log throughput and lag (0: never)")
+    # Set by the launcher for each member of a cluster of processes, not by people.
+    for flag, kind in (("--member", int), ("--addresses", str), ("--cluster-id", str),
+                       ("--topic-partitions", int), ("--parent-pid", int)):
+        parser.add_argument(flag, type=kind, help=argparse.SUPPRESS)
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
+    return int(text)
 
 
 @contextmanager

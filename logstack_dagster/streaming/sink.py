@@ -2,10 +2,11 @@
 
 One sink partition per topic partition. It buffers processed batches, and on a flush
 splits them by UTC hour (event time for rows; for quarantined lines the event time of a
-parsed neighbour, else the broker's record time),
-stages one file per hour and table, commits the batch to the manifest, then publishes
-the files. A flush happens when the buffer is large, at each Bytewax snapshot (so that
-what the recovery store says was read is also in the lake) and when the input ends.
+parsed neighbour, else the broker's record time), writes one file per hour and table
+(staged on a local disk, under its final name on object storage), commits the batch to
+the manifest, then publishes the files (see `lake/manifest.py`). A flush happens when
+the buffer is large, at each Bytewax snapshot (so that what the recovery store says was
+read is also in the lake) and when the input ends.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from logstack_dagster.lake.layout import QUARANTINE, ROWS, STAGING, Lake, hour_dir
+from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
 from logstack_dagster.lake.manifest import Commit, FileEntry, Manifest, merge_ranges
 from logstack_dagster.streaming.batch import ProcessedBatch
 
 log = logging.getLogger(__name__)
 
-FLUSH_ROWS = 250_000
+FLUSH_ROWS = 100_000
+
+
+FAILED_CLOSES: list[OSError] = []
+"""Errors of final flushes in this process, which Bytewax would not let us raise."""
 
 
 def partition_key(partition: int) -> str:
@@ -87,7 +92,16 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         self.flush()
 
     def close(self) -> None:
-        self.flush()
+        # Bytewax 0.21 also calls close() while unwinding from a failed write, where a
+        # second exception aborts the process with a panic instead of the first error's
+        # message. Nothing is lost by swallowing it: what is not committed is read again
+        # by the next run. The runner reports `FAILED_CLOSES` as the run's failure.
+        try:
+            self.flush()
+        except OSError as exc:
+            log.error("partition %d: the last batch was not written to the lake: %s",
+                      self.partition, exc)
+            FAILED_CLOSES.append(exc)
 
     def flush(self) -> None:
         """Write, commit and publish everything buffered."""
@@ -105,15 +119,19 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
             first_offset=first, last_offset=last, records=rows.num_rows + quarantine.num_rows,
             rows=rows.num_rows, quarantined=quarantine.num_rows, run_id=self.run_id,
         )
-        lake = self.manifest.lake
-        staging = lake.path(STAGING, commit.batch_name)
-        commit.files += _stage(lake, staging, ROWS, rows, rows.column("event_time"),
-                               commit.batch_name)
         # A line that did not parse is filed under the hour of its parsed neighbours, or
         # under the time the broker took it when it has none.
         filed = pc.coalesce(quarantine.column("neighbour_time"),
                             quarantine.column("record_time").cast(pa.timestamp("us", "UTC")))
-        commit.files += _stage(lake, staging, QUARANTINE, quarantine, filed, commit.batch_name)
+        parts = [*_by_hour(ROWS, rows, rows.column("event_time"), commit.batch_name),
+                 *_by_hour(QUARANTINE, quarantine, filed, commit.batch_name)]
+        self.manifest.begin(commit, [relative for relative, _, _ in parts])
+        for relative, hour, table in parts:
+            data = _parquet_bytes(table)
+            self.manifest.lake.write_atomic(self.manifest.write_path(commit, relative), data)
+            commit.files.append(FileEntry(table=relative.split("/", 1)[0], path=relative,
+                                          hour=_iso_hour(hour), rows=table.num_rows,
+                                          bytes=len(data)))
 
         self.manifest.commit(commit)
         self.manifest.publish(commit)
@@ -125,24 +143,20 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         )
 
 
-def _stage(lake: Lake, staging: str, table_name: str, table: pa.Table, times: pa.ChunkedArray,
-           name: str) -> list[FileEntry]:
-    """Write one Parquet file per UTC hour of `times` (one per row of `table`) under
-    `staging`; describe each."""
+def _by_hour(table_name: str, table: pa.Table, times: pa.ChunkedArray,
+             name: str) -> list[tuple[str, datetime, pa.Table]]:
+    """Split `table` by the UTC hour of `times` (one per row): for each hour, the file's
+    path from the lake root, the hour and its rows."""
     if table.num_rows == 0:
         return []
     hours = pc.floor_temporal(times, unit="hour")
-    entries = []
+    parts = []
     for hour in pc.unique(hours).to_pylist():
         hour_rows = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
         hour_utc = hour.astimezone(timezone.utc) if hour.tzinfo else hour.replace(
             tzinfo=timezone.utc)
-        relative = f"{table_name}/{hour_dir(hour_utc)}/{name}.parquet"
-        data = _parquet_bytes(hour_rows)
-        lake.write_atomic(f"{staging}/{relative}", data)
-        entries.append(FileEntry(table=table_name, path=relative, hour=_iso_hour(hour_utc),
-                                 rows=hour_rows.num_rows, bytes=len(data)))
-    return entries
+        parts.append((f"{table_name}/{hour_dir(hour_utc)}/{name}.parquet", hour_utc, hour_rows))
+    return parts
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:

@@ -46,3 +46,21 @@ def test_missing_topic_is_named(settings):
     result = _flow(settings)
     assert result.returncode != 0
     assert settings.topic in result.stderr
+
+
+def test_flow_logs_throughput_and_lag_at_a_steady_interval(settings, cluster, tmp_path):
+    from logstack_dagster.sample.generate import write_log
+
+    log = tmp_path / "sample.log"
+    write_log(log, 200_000, seed=2)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    produced = topic.produce_file(cluster, settings.topic, log, 2)
+
+    run = _flow(settings, "--progress-seconds", "0.5", "--epoch-seconds", "0.5")
+
+    assert run.returncode == 0, run.stderr
+    reports = [line for line in run.stderr.splitlines() if "records/s); lag" in line]
+    assert reports, run.stderr[-2000:]
+    committed = [int(line.split("committed ")[1].split()[0]) for line in reports]
+    assert all(0 <= n <= produced for n in committed)
+    assert sum(committed) <= produced
