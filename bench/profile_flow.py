@@ -9,7 +9,7 @@ user agents, Parquet encoding, lake writes, Kafka consumption, Bytewax itself, P
 garbage collector. Writes `bench/results/profile-<size>.md` and `.json`, and keeps the
 raw samples beside them (`profile-<size>.txt`, for flame-graph tools). With `--processes`
 above 1 py-spy follows the members too, and the samples of all processes are added up.
-The broker watchdog's thread, asleep but sampled, is left out.
+The broker watchdog's and the progress log's threads, asleep but sampled, are left out.
 
 py-spy is not a logstack dependency: `pip install py-spy` into the same environment.
 """
@@ -107,7 +107,7 @@ def classify(raw: Path) -> Counter:
     counts: Counter = Counter()
     for line in raw.read_text().splitlines():
         stack, _, number = line.rpartition(" ")
-        if "_watch_broker" in stack:
+        if "_watch_broker" in stack or "_log_progress" in stack:
             continue
         frames = stack.split(";")
         counts[stage_of(frames)] += int(number)

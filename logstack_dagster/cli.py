@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="keep reading new records instead of exiting when caught up")
     flow.add_argument("--format", help="log format (preset name or LogFormat string)")
     flow.add_argument("--broker-timeout", type=float, default=60.0,
-                      help="seconds without a reachable broker before giving up (default 60)")
+                      help="seconds without a reachable broker, at the start or mid-run, "
+                           "before giving up (default 60)")
     _topic_flags(flow)
     flow.set_defaults(handler=_flow)
 
@@ -336,8 +337,12 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
         try:
             cursor = conn.execute(args.sql)
         except duckdb.Error as exc:
-            hint = ("; the metric tables are read-only unless --write is given"
-                    if "read-only" in str(exc).lower() and not args.write else "")
+            hint = ""
+            if "read-only" in str(exc).lower() and not args.write:
+                hint = "; the metric tables are read-only unless --write is given"
+            elif "hourly_" in str(exc) and "does not exist" in str(exc):
+                hint = ("; the metric tables are built by `logstack materialize` (or "
+                        "`logstack demo`) once the lake holds data")
             raise UserError(f"query failed: {str(exc).splitlines()[0]}{hint}") from None
         if cursor.description is None:
             return 0
@@ -388,6 +393,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"--whois-timeout: expected seconds above 0, not {args.whois_timeout}")
     if args.html is not None and args.html.is_dir():
         raise UserError(f"--html: expected a file name, not the folder {args.html}")
+    if args.html is not None and not args.html.resolve().parent.is_dir():
+        raise UserError(f"--html: no such folder: {args.html.resolve().parent}")
     if args.png is not None and args.png.exists() and not args.png.is_dir():
         raise UserError(f"--png: expected a folder, not the file {args.png}")
     try:

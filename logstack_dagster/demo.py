@@ -107,7 +107,9 @@ def _summary(settings: Settings, answers, produced: int, report: Path) -> None:
         humans = sum(row.get("humans", 0) for row in answers.traffic)
         bots = sum(row.get("bots", 0) for row in answers.traffic)
         busiest = answers.bots[0]["bot_name"] if answers.bots else "none"
-        lines.append(f"  people   {humans:,} requests; bots {bots:,} (busiest: {busiest})")
+        other = answers.requests - humans - bots
+        lines.append(f"  people   {humans:,} requests; bots {bots:,} (busiest: {busiest}); "
+                     f"no or unknown agent {other:,}")
     if answers.countries:
         top = answers.countries[0]
         lines.append(f"  most     requests from {top.get('country_name') or top.get('country')}"
@@ -149,8 +151,10 @@ def _sample(settings: Settings, lines: int) -> Path:
     path = settings.home / "sample" / "access.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     with _step(f"generating a sample of {lines:,} lines"):
-        # Few odd lines: enough to show the quarantine, too few to trip the parse check.
+        # Few odd lines: enough to show the quarantine, too few to fail the parse check.
         write_log(path, lines, odd_share=0.005)
+    _say("  it holds a few malformed lines on purpose: expect them in the quarantine, and a "
+         "warning (not an error) from the parse-failure check in an hour where they bunch")
     return path
 
 

@@ -81,7 +81,7 @@ def requeue(lake: Lake, log_format: str | None, *, settings: Settings | None = N
     if reasons:
         listed = ", ".join("'" + r.replace("'", "''") + "'" for r in reasons)
         where = f"WHERE reason IN ({listed})"
-    pending = conn.execute(f"""
+    pending = conn.sql(f"""
         SELECT topic, "partition", "offset", epoch_ms(record_time) AS ms, raw,
                coalesce(neighbour_time, record_time) AS filed
         FROM {QUARANTINE} {where} ORDER BY topic, "partition", "offset"

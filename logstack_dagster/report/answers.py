@@ -270,11 +270,14 @@ def _traffic_section(answers: Answers) -> list[str]:
     if len(rows) > TEXT_HOURS_MAX:
         rows, grain = _per_day(rows), "day"
     split = answers.audience
-    headers = [grain, "requests", *(["humans", "bots"] if split else []), "quarantined", ""]
+    headers = [grain, "requests", *(["humans", "bots", "other"] if split else []),
+               "quarantined", ""]
     peak = max((r["requests"] for r in rows), default=0)
     table = [
         (_hour(r["hour"]) if grain == "hour" else f"{r['hour']:%Y-%m-%d}",
-         f"{r['requests']:,}", *((f"{r['humans']:,}", f"{r['bots']:,}") if split else ()),
+         f"{r['requests']:,}",
+         *((f"{r['humans']:,}", f"{r['bots']:,}",
+            f"{r['requests'] - r['humans'] - r['bots']:,}") if split else ()),
          f"{r['quarantined']:,}", bar(r["requests"], peak))
         for r in rows
     ]

@@ -44,6 +44,11 @@ def free_addresses(count: int) -> list[str]:
 
     The ports are closed again before the members bind them; another program could take
     one in between, in which case that member fails to start and the run fails cleanly.
+
+    Known shortcoming: with two workers per process, about one run in seven here ended
+    with a panic of Bytewax's send thread, cause not yet found (this port gap is one
+    guess). The run fails cleanly and the next one resumes exactly once; one worker per
+    process has not shown it.
     """
     sockets = []
     try:
@@ -64,6 +69,11 @@ def member_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("DAGSTER_PIPES_")}
 
 
+# Known gap: on the busy shared test machine, 3 of about 20 runs of 2 processes x 2 workers
+# failed with Timely's "Send thread panic" (never with 1 worker per process, in about 40
+# runs). The run then fails cleanly and the next one resumes; find the cause (start with
+# RUST_BACKTRACE=1 and the first member's error) before recommending several workers per
+# process.
 def run_members(commands: Sequence[list[str]], env: dict[str, str],
                 keep_fds: Sequence[int] = ()) -> None:
     """Start one process per command, wait for all, and raise MemberFailed if one fails.
@@ -118,10 +128,21 @@ def _wait_all(members: list[subprocess.Popen], received: list[int]) -> tuple[int
             if code is None:
                 running += 1
             elif code != 0 and not received:
-                return index, code
+                return _first_cause(members, index, code)
         if running == 0:
             return None
         time.sleep(0.1)
+
+
+def _first_cause(members: list[subprocess.Popen], index: int, code: int) -> tuple[int, int]:
+    """The failure to report: a member that dies takes its peers down with errors of
+    their own, sometimes before its own end is seen, so wait a moment and prefer a member
+    that a signal ended (the cause) to one that exited with an error (the consequence)."""
+    time.sleep(0.5)
+    for other, member in enumerate(members):
+        if member.poll() is not None and member.returncode < 0:
+            return other, member.returncode
+    return index, code
 
 
 def _stop(members: list[subprocess.Popen]) -> None:

@@ -78,7 +78,19 @@ class Member:
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     """Run the dataflow to completion and return the summary of what it committed."""
     cluster = resolve_cluster(settings)
-    wait_reachable(cluster)
+    # A broker that is down at the start gets the same grace as one lost mid-run.
+    try:
+        wait_reachable(cluster, timeout=min(2.0, options.broker_timeout))
+    except LogstackError:
+        if options.broker_timeout <= 2.0:
+            raise
+        log.warning("no broker answers at %s; waiting up to %.0f s (--broker-timeout)",
+                    cluster.brokers, options.broker_timeout)
+        try:
+            wait_reachable(cluster, timeout=options.broker_timeout - 2.0)
+        except LogstackError:
+            raise LogstackError(f"no Kafka broker answered at {cluster.brokers} within "
+                                f"{options.broker_timeout:g} s") from None
     cluster_id, partitions = topic_metadata(cluster, settings.topic)
     if partitions == 0:
         raise LogstackError(f"topic {settings.topic!r} does not exist on {cluster.brokers}")
