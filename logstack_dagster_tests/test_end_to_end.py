@@ -55,6 +55,14 @@ def test_real_sample_through_dagster_counts_every_line(settings, cluster, shared
     assert {e.partition_key for e in lake_events} == {
         h.strftime("%Y-%m-%d-%H:00") for h in per_hour
     }
+    # Each metric materialization carries its totals, for the UI to plot over partitions.
+    traffic_events = instance.fetch_materializations(AssetKey("hourly_traffic"), limit=100)
+    plotted = 0
+    for record in traffic_events.records:
+        metadata = record.asset_materialization.metadata
+        assert "preview" in metadata
+        plotted += metadata["total_requests"].value
+    assert plotted == rows
 
 
 def test_rematerializing_an_hour_replaces_it(settings, cluster, shared_data):

@@ -83,15 +83,30 @@ def _metric_asset(metric: MetricTable) -> AssetsDefinition:
                 [hours[0], hours[-1] + timedelta(hours=1)],
             )
             preview = markdown_table([d[0] for d in cursor.description], cursor.fetchall())
+            totals = _totals(conn, metric, hours)
 
         context.log.info("%s: %d rows over %d hours", metric.name, written, len(hours))
         return MaterializeResult(metadata={
             "rows": written,
             "hours": len(hours),
+            **totals,
             "preview": MetadataValue.md(preview),
         })
 
     return build
+
+
+def _totals(conn, metric: MetricTable, hours: list[datetime]) -> dict[str, int]:
+    """The sum of each count column over `hours`, for the UI to plot across partitions."""
+    counts = [c.split()[0] for c in metric.columns.split(", ")
+              if c.endswith("BIGINT") and not c.startswith("asn ")]
+    if not counts:
+        return {}
+    sums = conn.execute(
+        f"SELECT {', '.join(f'coalesce(sum({c}), 0)' for c in counts)} FROM {metric.name} "
+        "WHERE hour >= $1 AND hour < $2", [hours[0], hours[-1] + timedelta(hours=1)],
+    ).fetchone()
+    return {f"total_{c}": int(v) for c, v in zip(counts, sums, strict=True)}
 
 
 metric_assets = [_metric_asset(metric) for metric in METRICS]

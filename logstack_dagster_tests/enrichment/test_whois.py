@@ -69,9 +69,17 @@ class RdapServer:
                     server.requests[self.path] += 1
                     server.in_flight += 1
                     server.most_at_once = max(server.most_at_once, server.in_flight)
+                self.counted = True
                 try:
                     self._answer()
                 finally:
+                    self._done()
+
+            def _done(self) -> None:
+                # Before the answer leaves: once the client has it, its thread may ask again
+                # while this handler is still finishing.
+                if self.counted:
+                    self.counted = False
                     with server._lock:
                         server.in_flight -= 1
 
@@ -80,6 +88,7 @@ class RdapServer:
                     server.release.wait(10)
                     return
                 time.sleep(server.delay)
+                self._done()
                 if server.mode == "error":
                     self.send_error(500, "registry on fire")
                     return
