@@ -203,6 +203,10 @@ def _broker(args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from logstack_dagster.ingest import topic
 
+    if str(args.file) != "-":
+        # The file first: a typo in its name is the likelier mistake, and the cheaper check.
+        with open(args.file, "rb"):
+            pass
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)

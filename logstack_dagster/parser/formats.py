@@ -69,19 +69,36 @@ _NGINX_VARIABLES = {
 }
 
 
+# Every directive letter mod_log_config knows; those without a column become extras.
+_APACHE_KNOWN = set("aAbBCDefhHiIklLmnoOpPqrRsStTuUvVX%")
+
+
 def apache_tokens(spec: str) -> tuple[Token, ...]:
-    """Translate an Apache `LogFormat` string into tokens; unknown directives become extras."""
+    """Translate an Apache `LogFormat` string into tokens; directives Apache knows but we
+    keep no column for become extras, letters Apache does not know are an error."""
     tokens: list[Token] = []
     pos = 0
     for m in _APACHE_DIRECTIVE.finditer(spec):
-        tokens.append(Token(spec[pos : m.start()]))
+        tokens.append(Token(_literal(spec, pos, m.start())))
         tokens.extend(_apache_directive(m.group(1), m.group(2), m.group(0), spec))
         pos = m.end()
-    tokens.append(Token(spec[pos:]))
+    tokens.append(Token(_literal(spec, pos, len(spec))))
     return _merge(tokens)
 
 
+def _literal(spec: str, start: int, end: int) -> str:
+    """The text between two directives, which must not hold a `%` of its own."""
+    text = spec[start:end]
+    if "%" in text:
+        at = start + text.index("%")
+        raise ValueError(f"incomplete directive {spec[at:at + 12]!r} at position {at} of "
+                         f"log format {spec!r}")
+    return text
+
+
 def _apache_directive(arg: str | None, letter: str, text: str, spec: str) -> list[Token]:
+    if letter not in _APACHE_KNOWN:
+        raise ValueError(f"unknown directive {text!r} in log format {spec!r}")
     if letter == "%":
         return [Token("%")]
     if letter == "t" and arg is not None:

@@ -54,6 +54,10 @@ def print_report(settings: Settings, as_json: bool, top: int, whois_timeout: flo
     elif written:
         for path in written:
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    elif answers.requests == 0 and answers.quarantined == 0:
+        words = report_filter.describe() if report_filter is not None else ""
+        scope = f" ({words})" if words else ""
+        print(f"no requests and no quarantined lines in the lake{scope}: {settings.lake}")
     else:
         print(render_text(answers))
     return answers

@@ -58,6 +58,7 @@ class FlowOptions:
     broker_timeout: float = 60.0
     processes: int = 1
     progress_seconds: float = 10.0
+    enrich: bool = True
 
     @property
     def total_workers(self) -> int:
@@ -173,6 +174,8 @@ def _member_command(options: FlowOptions, run_id: str, index: int, addresses: li
                "--parent-pid", str(os.getpid())]
     if options.follow:
         command.append("--follow")
+    if not options.enrich:
+        command.append("--no-enrich")
     if any(name.startswith("DAGSTER_PIPES_") for name in os.environ):
         # Under Dagster only the launcher speaks to the run's log; members' stderr would
         # reach the console of whoever started Dagster, so they keep to warnings there.
@@ -222,7 +225,8 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
         add_config={**{k: str(v) for k, v in cluster.security.items()}, "log_level": "2"},
     )
     sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
-    enricher = RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
+    enricher = (RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
+                if options.enrich else None)
     processor = BatchProcessor(options.log_format or settings.log_format, enricher)
     return build_flow(source, sink, processor)
 
@@ -348,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(settings).parse_args(argv)
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
                           args.log_format, args.broker_timeout, args.processes,
-                          args.progress_seconds)
+                          args.progress_seconds, not args.no_enrich)
     if args.member is not None:
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -400,6 +404,8 @@ def _arguments(settings: Settings) -> argparse.ArgumentParser:
                         help="seconds without a broker before the run gives up")
     parser.add_argument("--progress-seconds", type=float, default=10.0,
                         help="how often to log throughput and lag (0: never)")
+    parser.add_argument("--no-enrich", action="store_true",
+                        help="parsed columns only, for measuring what enrichment costs")
     # Set by the launcher for each member of a cluster of processes, not by people.
     for flag, kind in (("--member", int), ("--addresses", str), ("--cluster-id", str),
                        ("--topic-partitions", int), ("--parent-pid", int)):

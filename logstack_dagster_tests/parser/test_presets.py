@@ -25,6 +25,24 @@ def test_custom_time_directive_is_refused_with_the_directive_quoted():
         resolve_format('%h %{%Y-%m-%d}t "%r" %>s')
 
 
+@pytest.mark.parametrize(("spec", "named"), [
+    ('%h %t %>s %Q', "unknown directive '%Q'"),
+    ('%h %l %u %t "%r" %>s %b %{', "incomplete directive '%{'"),
+    ('%h %l %u %t "%r" %>s %b %', "incomplete directive '%'"),
+])
+def test_directives_apache_does_not_know_are_refused(spec, named):
+    with pytest.raises(ValueError) as err:
+        resolve_format(spec)
+    assert named in str(err.value)
+
+
+def test_known_directives_without_a_column_are_kept_as_extras():
+    fmt = resolve_format('%h %l %u %t "%r" %>s %b %k %{X-Id}i %D')
+    result = parse_lines([b'192.0.2.5 - - [10/Oct/2000:13:55:36 +0000] "GET / HTTP/1.1" '
+                          b'200 7 3 abc 250'], fmt)
+    assert result.accepted == 1
+
+
 def test_parse_lines_raises_for_a_bad_spec_before_reading_lines():
     with pytest.raises(ValueError, match="'vhost_combinde'"):
         parse_lines([LINE], "vhost_combinde")
