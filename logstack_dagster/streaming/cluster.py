@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
 
@@ -75,7 +76,7 @@ def member_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 # RUST_BACKTRACE=1 and the first member's error) before recommending several workers per
 # process.
 def run_members(commands: Sequence[list[str]], env: dict[str, str],
-                keep_fds: Sequence[int] = ()) -> None:
+                keep_fds: Sequence[int] = (), addresses: Sequence[str] = ()) -> None:
     """Start one process per command, wait for all, and raise MemberFailed if one fails.
 
     `keep_fds` stay open in the members (the ingest lock), so that the topic stays locked
@@ -92,10 +93,13 @@ def run_members(commands: Sequence[list[str]], env: dict[str, str],
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for command in commands:
+        for index, command in enumerate(commands):
             # Members write their log to stderr; stdout is kept for the launcher's summary.
             members.append(subprocess.Popen(command, env=env, stdout=sys.stderr,
                                             pass_fds=tuple(keep_fds)))
+            if index < len(addresses) and index < len(commands) - 1:
+                # Later members connect to earlier ones: start them once it listens.
+                _wait_listening(addresses[index], members[-1])
         log.info("started %d dataflow processes: pids %s", len(members),
                  ", ".join(str(m.pid) for m in members))
         failed = _wait_all(members, received)
@@ -132,6 +136,24 @@ def _wait_all(members: list[subprocess.Popen], received: list[int]) -> tuple[int
         if running == 0:
             return None
         time.sleep(0.1)
+
+
+def _wait_listening(address: str, member: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Wait until `member` listens on `address`'s port, as the kernel's table of TCP sockets
+    shows (a probing connection would be taken for a peer). Without /proc, return at once."""
+    port = f":{int(address.rsplit(':', 1)[1]):04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and member.poll() is None:
+        try:
+            table = Path("/proc/net/tcp").read_text()
+        except OSError:
+            return
+        # Columns: sl, local address (hex ip:port), remote address, state (0A: LISTEN), ...
+        for line in table.splitlines()[1:]:
+            columns = line.split()
+            if columns[1].endswith(port) and columns[3] == "0A":
+                return
+        time.sleep(0.05)
 
 
 def _first_cause(members: list[subprocess.Popen], index: int, code: int) -> tuple[int, int]:
