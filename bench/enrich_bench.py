@@ -120,7 +120,8 @@ def run_once(lines: list[bytes], enrich: bool, scratch: Path) -> dict:
     cpu = time.process_time() - cpu_started
     if enricher is not None:
         enricher.close()
-    return {"seconds": total, "cpu_seconds": cpu, "process_seconds": parse_enrich, "write_seconds": write,
+    return {"seconds": total, "cpu_seconds": cpu, "process_seconds": parse_enrich,
+            "write_seconds": write,
             "rows": rows, "quarantined": quarantined, "lines_per_second": len(lines) / total}
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import sys
-from pathlib import Path
 
 from enrich_bench import make_log
 from run import RESULTS_DIR, Session, _logstack, lake_check, measure

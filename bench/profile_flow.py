@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -41,7 +40,7 @@ STAGES = (
     ("enrich: user agent", ("enrichment/useragent", "ua_parser")),
     ("enrich: referrer", ("enrichment/referrer",)),
     ("enrich: other", ("enrichment/",)),
-    ("sink: Parquet encode + zstd", ("_parquet_bytes", "parquet::", "ZSTD_")),
+    ("sink: Parquet encode + zstd", ("parquet_bytes", "parquet::", "ZSTD_")),
     ("sink: files and manifest", ("lake/layout.py", "lake/manifest.py")),
     ("sink: buffer, concat, split by hour", ("streaming/sink.py", "streaming/batch.py")),
     ("dataflow glue: group, source columns, quarantine", ("streaming/dataflow.py",)),

@@ -116,7 +116,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home = Path(env.get("LOGSTACK_HOME") or ".logstack").expanduser().resolve()
     partitions_text = env.get("KAFKA_PARTITIONS") or str(DEFAULT_PARTITIONS)
     if not partitions_text.isdigit() or int(partitions_text) < 1:
-        raise SettingsError(f"KAFKA_PARTITIONS must be a whole number >= 1, not {partitions_text!r}")
+        raise SettingsError(
+            f"KAFKA_PARTITIONS must be a whole number >= 1, not {partitions_text!r}")
 
     security = {key: env[var] for var, key in _KAFKA_SECURITY_VARS.items() if env.get(var)}
     return Settings(
@@ -163,28 +164,24 @@ def _endpoint(env, name: str) -> str | None:
 
 
 def _share(env, name: str, default: float) -> float:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise SettingsError(f"{name} must be a share between 0 and 1, not {text!r}")
-    return value
+    return _number(env, name, default, lambda v: 0.0 <= v <= 1.0, "a share between 0 and 1")
 
 
 def _hours(env, name: str, default: float) -> float:
+    return _number(env, name, default, lambda v: v > 0, "a number of hours above 0")
+
+
+def _number(env, name: str, default: float, fits, meaning: str) -> float:
+    """A float setting, `default` when unset; one that does not `fit` names `meaning`."""
     text = env.get(name)
     if not text:
         return default
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise SettingsError(f"{name} must be a number of hours above 0, not {text!r}")
+        value = None
+    if value is None or not fits(value):
+        raise SettingsError(f"{name} must be {meaning}, not {text!r}")
     return value
 
 

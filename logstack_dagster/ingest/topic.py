@@ -101,9 +101,7 @@ def wait_reachable(cluster: Cluster, timeout: float = 10.0) -> None:
 def ensure_topic(cluster: Cluster, topic: str, partitions: int) -> int:
     """Create `topic` with `partitions` partitions unless it exists; return its count."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
         admin = KafkaAdminClient(**cluster.kafka_python_config(), request_timeout_ms=10_000,

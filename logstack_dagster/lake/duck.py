@@ -58,15 +58,29 @@ def parquet_source(files: list[str]) -> str:
     return f"read_parquet([{listed}], union_by_name = true)"
 
 
+def hour_source(lake: Lake, table: str, hour: datetime) -> str | None:
+    """A table expression over `table`'s files of one hour, None when it has none.
+
+    Quarantined lines that `logstack requeue` has parsed since are left out: they count
+    as rows now.
+    """
+    from logstack_dagster.lake.requeue import without_requeued
+
+    files = hour_files(lake, table, hour)
+    if not files:
+        return None
+    source = parquet_source(files)
+    return without_requeued(source, lake) if table == QUARANTINE else source
+
+
 def register_views(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Create the views `requests` and `quarantine` over every file of the lake.
 
     A table with no files yet gets an empty view of the right columns, so queries bind.
     On object storage the views name the files complete when they were created.
     """
-    from logstack_dagster.lake.schema import rows_schema
-
     from logstack_dagster.lake.requeue import without_requeued
+    from logstack_dagster.lake.schema import rows_schema
 
     use_lake(conn, lake)
     for table, schema in ((ROWS, rows_schema()), (QUARANTINE, QUARANTINE_SCHEMA)):

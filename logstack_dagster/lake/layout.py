@@ -18,12 +18,17 @@ committed (see `manifest.py`).
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import parse_qsl
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from logstack_dagster.errors import LogstackError
 
@@ -149,6 +154,25 @@ def hour_dir(hour: datetime) -> str:
     """Hive-style folder of the UTC hour that starts at `hour`."""
     hour = hour.astimezone(timezone.utc)
     return f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
+
+
+def split_by_hour(table: pa.Table, times: pa.ChunkedArray) -> Iterator[tuple[datetime, pa.Table]]:
+    """`table`'s rows grouped by the UTC hour of `times` (one time per row): each hour,
+    as an aware UTC datetime, with its rows in their order."""
+    if table.num_rows == 0:
+        return
+    hours = pc.floor_temporal(times, unit="hour")
+    for hour in pc.unique(hours).to_pylist():
+        rows = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
+        yield (hour.astimezone(timezone.utc) if hour.tzinfo
+               else hour.replace(tzinfo=timezone.utc)), rows
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """One lake file's content: `table` as zstd-compressed Parquet."""
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd", row_group_size=128 * 1024)
+    return out.getvalue()
 
 
 def hour_key(hour: datetime) -> str:

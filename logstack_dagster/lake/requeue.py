@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
+from logstack_dagster.lake.layout import (
+    QUARANTINE,
+    ROWS,
+    Lake,
+    hour_dir,
+    parquet_bytes,
+    split_by_hour,
+)
 
 if TYPE_CHECKING:
     from logstack_dagster.settings import Settings
@@ -92,29 +98,30 @@ def requeue(lake: Lake, log_format: str | None, *, settings: Settings | None = N
         return result
     processor = _processor(log_format, settings)
     parsed_parts = []
-    for (topic, partition), group in _by_partition(pending):
-        batch = processor(_raw_batch(topic, partition, group))
-        if batch.rows.num_rows:
-            parsed_parts.append(batch.rows)
-            resolved = pc.is_in(group.column("offset"), batch.rows.column("offset"))
-            result.hours.update(_hour_of(t) for t in group.filter(resolved).column(
-                "filed").to_pylist())
-        result.still_rejected += batch.quarantine.num_rows
+    try:
+        for (topic, partition), group in _by_partition(pending):
+            batch = processor(_raw_batch(topic, partition, group))
+            result.still_rejected += batch.quarantine.num_rows
+            if batch.rows.num_rows:
+                parsed_parts.append(batch.rows)
+                left = group.filter(pc.is_in(group.column("offset"), batch.rows.column("offset")))
+                result.hours.update(hour for hour, _ in split_by_hour(left, left.column("filed")))
+    finally:
+        if processor.enricher is not None:
+            processor.enricher.close()
     if not parsed_parts:
         return result
 
     rows = pa.concat_tables(parsed_parts)
     result.parsed = rows.num_rows
-    hours = pc.floor_temporal(rows.column("event_time"), unit="hour")
-    for hour in pc.unique(hours).to_pylist():
-        in_hour = rows.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
-        hour = _hour_of(hour)
+    if not dry_run:
+        lake.write_atomic(lake.path(MARKER), b"requeue files exist in requests/\n")
+    for hour, in_hour in split_by_hour(rows, rows.column("event_time")):
         result.hours.add(hour)
         path = lake.path(ROWS, hour_dir(hour), f"{PREFIX}{_digest(in_hour)}.parquet")
         result.files.append(path)
         if not dry_run:
-            lake.write_atomic(lake.path(MARKER), b"requeue files exist in requests/\n")
-            lake.write_atomic(path, _parquet_bytes(in_hour))
+            lake.write_atomic(path, parquet_bytes(in_hour))
     return result
 
 
@@ -147,12 +154,6 @@ def _raw_batch(topic: str, partition: int, group: pa.Table):
                     values=group.column("raw").to_pylist())
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    out = pa.BufferOutputStream()
-    pq.write_table(table, out, compression="zstd")
-    return out.getvalue().to_pybytes()
-
-
 def _digest(rows: pa.Table) -> str:
     coordinates = sorted(zip(rows.column("topic").to_pylist(),
                              rows.column("partition").to_pylist(),
@@ -160,8 +161,3 @@ def _digest(rows: pa.Table) -> str:
     text = "\n".join(f"{t}\t{p}\t{o}" for t, p, o in coordinates)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-
-def _hour_of(moment: datetime) -> datetime:
-    moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(
-        tzinfo=timezone.utc)
-    return moment.replace(minute=0, second=0, microsecond=0)

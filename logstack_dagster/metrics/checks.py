@@ -13,9 +13,8 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.alerts import AlertResource
-from logstack_dagster.lake.duck import hour_files, parquet_source, use_lake
+from logstack_dagster.lake.duck import hour_source, use_lake
 from logstack_dagster.lake.layout import QUARANTINE, ROWS
-from logstack_dagster.lake.requeue import without_requeued
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.partitions import hourly_partitions
 from logstack_dagster.metrics.tables import TRAFFIC
@@ -85,9 +84,8 @@ def metric_totals_match_lake(context: AssetCheckExecutionContext, duckdb: DuckDB
             "WHERE hour >= $1 AND hour < $2", [window.start, window.end]).fetchall())
         for hour in hourly_partitions.get_partition_keys_in_time_window(window):
             start = hourly_partitions.time_window_for_partition_key(hour).start
-            lake_counts = (_count(conn, hour_files(opened, ROWS, start)),
-                           _count(conn, hour_files(opened, QUARANTINE, start),
-                                  lambda source: without_requeued(source, opened)))
+            lake_counts = tuple(_count(conn, hour_source(opened, table, start))
+                                for table in (ROWS, QUARANTINE))
             found = next((v for k, v in metric.items() if k == start), (0, 0))
             if tuple(found) != lake_counts:
                 differences.append(f"{hour}: metric {found}, lake {lake_counts}")
@@ -100,7 +98,7 @@ def metric_totals_match_lake(context: AssetCheckExecutionContext, duckdb: DuckDB
                             metadata=metadata)
 
 
-def _count(conn, files: list[str], narrow=lambda source: source) -> int:
-    if not files:
+def _count(conn, source: str | None) -> int:
+    if source is None:
         return 0
-    return conn.execute(f"SELECT count(*) FROM {narrow(parquet_source(files))}").fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM {source}").fetchone()[0]

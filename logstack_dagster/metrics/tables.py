@@ -16,9 +16,8 @@ from datetime import datetime
 import duckdb
 
 from logstack_dagster.enrichment.networks import datacenter_sql
-from logstack_dagster.lake.duck import hour_files, parquet_source, use_lake
+from logstack_dagster.lake.duck import hour_source, use_lake
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake
-from logstack_dagster.lake.requeue import without_requeued
 from logstack_dagster.lake.schema import rows_schema
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
 
@@ -192,9 +191,8 @@ def build_hour(conn: duckdb.DuckDBPyConnection, lake: Lake, metric: MetricTable,
     """Replace `metric`'s rows for the UTC hour starting at `hour`; return the rows written."""
     ensure_table(conn, metric)
     use_lake(conn, lake)
-    _hour_view(conn, "hour_rows", hour_files(lake, ROWS, hour), rows_schema())
-    _hour_view(conn, "hour_quarantine", hour_files(lake, QUARANTINE, hour), QUARANTINE_SCHEMA,
-               lambda source: without_requeued(source, lake))
+    _hour_view(conn, "hour_rows", hour_source(lake, ROWS, hour), rows_schema())
+    _hour_view(conn, "hour_quarantine", hour_source(lake, QUARANTINE, hour), QUARANTINE_SCHEMA)
 
     conn.execute("BEGIN TRANSACTION")
     try:
@@ -210,11 +208,10 @@ def build_hour(conn: duckdb.DuckDBPyConnection, lake: Lake, metric: MetricTable,
     return written
 
 
-def _hour_view(conn: duckdb.DuckDBPyConnection, name: str, files: list[str], schema,
-               narrow=lambda source: source) -> None:
-    if files:
-        conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM "
-                     f"{narrow(parquet_source(files))}")
+def _hour_view(conn: duckdb.DuckDBPyConnection, name: str, source: str | None,
+               schema) -> None:
+    if source is not None:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
     else:
         conn.register(f"_{name}_empty", schema.empty_table())
         conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _{name}_empty")

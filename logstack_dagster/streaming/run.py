@@ -113,7 +113,11 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
             _execute(settings, options, cluster, cluster_id, partitions, run_id, None)
         else:
             from logstack_dagster.streaming.cluster import (
-                MemberFailed, free_addresses, member_env, run_members)
+                MemberFailed,
+                free_addresses,
+                member_env,
+                run_members,
+            )
 
             for attempt in range(1, CLUSTER_ATTEMPTS + 1):
                 addresses = free_addresses(options.processes)

@@ -11,17 +11,22 @@ read is also in the lake) and when the input ends.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
+from logstack_dagster.lake.layout import (
+    QUARANTINE,
+    ROWS,
+    Lake,
+    hour_dir,
+    parquet_bytes,
+    split_by_hour,
+)
 from logstack_dagster.lake.manifest import Commit, FileEntry, Manifest, merge_ranges
 from logstack_dagster.streaming.batch import ProcessedBatch
 
@@ -127,7 +132,7 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
                  *_by_hour(QUARANTINE, quarantine, filed, commit.batch_name)]
         self.manifest.begin(commit, [relative for relative, _, _ in parts])
         for relative, hour, table in parts:
-            data = _parquet_bytes(table)
+            data = parquet_bytes(table)
             self.manifest.lake.write_atomic(self.manifest.write_path(commit, relative), data)
             commit.files.append(FileEntry(table=relative.split("/", 1)[0], path=relative,
                                           hour=_iso_hour(hour), rows=table.num_rows,
@@ -147,22 +152,8 @@ def _by_hour(table_name: str, table: pa.Table, times: pa.ChunkedArray,
              name: str) -> list[tuple[str, datetime, pa.Table]]:
     """Split `table` by the UTC hour of `times` (one per row): for each hour, the file's
     path from the lake root, the hour and its rows."""
-    if table.num_rows == 0:
-        return []
-    hours = pc.floor_temporal(times, unit="hour")
-    parts = []
-    for hour in pc.unique(hours).to_pylist():
-        hour_rows = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
-        hour_utc = hour.astimezone(timezone.utc) if hour.tzinfo else hour.replace(
-            tzinfo=timezone.utc)
-        parts.append((f"{table_name}/{hour_dir(hour_utc)}/{name}.parquet", hour_utc, hour_rows))
-    return parts
-
-
-def _parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=128 * 1024)
-    return sink.getvalue()
+    return [(f"{table_name}/{hour_dir(hour)}/{name}.parquet", hour, rows)
+            for hour, rows in split_by_hour(table, times)]
 
 
 def _iso_hour(hour: datetime) -> str:

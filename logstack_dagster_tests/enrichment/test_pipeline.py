@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 import duckdb
-import pyarrow as pa
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSource, run_main

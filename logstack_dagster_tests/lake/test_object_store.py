@@ -10,12 +10,12 @@ import pytest
 from bytewax.testing import TestingSource, run_main
 
 from logstack_dagster.lake.duck import complete_files, connect, parquet_source, use_lake
-from logstack_dagster.lake.layout import ROWS, STAGING, Lake, LakeError
+from logstack_dagster.lake.layout import ROWS, STAGING, Lake, LakeError, parquet_bytes
 from logstack_dagster.lake.manifest import Commit, FileEntry, Manifest
 from logstack_dagster.lake.reconcile import reconcile
 from logstack_dagster.settings import load_settings
 from logstack_dagster.streaming.dataflow import BatchProcessor, build_flow
-from logstack_dagster.streaming.sink import LakeSink, _parquet_bytes
+from logstack_dagster.streaming.sink import LakeSink
 from logstack_dagster_tests.lake.conftest import SECRET_KEY
 from logstack_dagster_tests.streaming.test_dataflow import BAD, GOOD, LATER, _messages
 
@@ -36,7 +36,7 @@ def _write(manifest: Manifest, commit: Commit, table) -> None:
     manifest.begin(commit, [f.path for f in commit.files])
     for entry in commit.files:
         manifest.lake.write_atomic(manifest.write_path(commit, entry.path),
-                                   _parquet_bytes(table))
+                                   parquet_bytes(table))
 
 
 def _count(lake: Lake) -> int:

@@ -6,7 +6,6 @@ quarantine exactly once, and the metric totals must equal the lines produced.
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys
