@@ -6,9 +6,10 @@
 Generates a sample log, produces it into a fresh topic on its own embedded broker, then
 starts `logstack flow` and SIGKILLs it at random moments, restarting it each time, and
 finally lets it finish. At the end every (topic, partition, offset) must be in the lake or
-the quarantine exactly once, every offset of the topic must be there, and the hourly
-metrics built from the lake must add up to the line count. Prints a JSON verdict and
-exits 1 when any count is off.
+the quarantine exactly once, every offset of the topic must be there, the hourly metrics
+built from the lake must add up to the line count, and the final run must have needed
+one attempt (a cluster restarts itself on a broken link between its processes). Prints a
+JSON verdict and exits 1 when any of it is off.
 
 With `--processes 2` the dataflow runs as a cluster of processes; each kill then SIGKILLs
 either the whole process group (launcher and members at once, like a lost machine) or one
@@ -70,6 +71,8 @@ def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
                                text=True, timeout=3600)
         if final.returncode != 0:
             raise SystemExit(f"the final dataflow run failed:\n{final.stderr[-8000:]}")
+        # A cluster run that only succeeded after restarting itself would hide a fault.
+        attempts = json.loads(final.stdout.splitlines()[-1])["attempts"]
         ends = topic.exact_end_offsets(cluster, "chaos")
     finally:
         broker.stop(scratch / "broker")
@@ -77,9 +80,9 @@ def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
     counts = count_lake(Lake.open(str(scratch / "home" / "lake")))
     metrics_total = metric_total(scratch / "home")
     ok = (counts["records"] == counts["distinct"] == produced == sum(ends.values())
-          and counts["missing"] == 0 and metrics_total == produced)
+          and counts["missing"] == 0 and metrics_total == produced and attempts == 1)
     return {"ok": ok, "processes": processes, "workers": workers, "produced": produced,
-            "kills": killed, **counts,
+            "kills": killed, "final_attempts": attempts, **counts,
             "metrics_total": metrics_total, "partition_ends": ends}
 
 

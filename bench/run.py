@@ -12,9 +12,11 @@ beside the repository (read in place). On each file, `--repeat` times over:
     produce         `logstack produce FILE` into a fresh topic of 2 partitions
     flow            `logstack flow`: topic to parsed, enriched, hour-partitioned Parquet
     flow_2p         `logstack flow --processes 2`: the same as two processes of one cluster
-    metrics         every hourly metric table of every hour in the lake, via `build_hour`
-    end_to_end      produce then flow: file to queryable Parquet
-    end_to_end_2p   produce then flow_2p
+    metrics         every hourly metric table of every hour in the lake, via `build_hours`
+    produce_then_flow  the two stages above, one after the other (their sums)
+    end_to_end      `logstack load FILE`: produce and the dataflow at once, file to
+                    queryable Parquet, into a fresh topic and home
+    end_to_end_2p   `logstack load FILE --processes 2`
 
 Every stage is its own process; its wall time, CPU time (user + system) and peak RSS
 come from `os.wait4` in a small launcher, and the broker's CPU time during the stage
@@ -428,17 +430,28 @@ def logstack_runs(session: Session, path: Path, label: str,
     try:
         produce = measure(session, [_logstack(), "produce", str(path)], env, out)
         flow = measure(session, [_logstack(), "flow"], env, out)
-        check = lake_check(home / "lake")
+        expected = lake_check(home / "lake")
+        check = dict(expected)
         # The same topic again as two processes of one cluster, into a home of its own.
         cluster_home = home.parent / f"{topic}-2p"
         flow_2p = measure(session, [_logstack(), "flow", "--processes", "2"],
                           session.env(cluster_home, topic), out)
-        check["identical_2p"] = lake_check(cluster_home / "lake") == check
+        check["identical_2p"] = lake_check(cluster_home / "lake") == expected
         shutil.rmtree(cluster_home, ignore_errors=True)
         metrics = measure(session, [sys.executable, str(Path(__file__).resolve()),
                                     "--build-metrics", str(home / "lake"),
                                     str(home / "metrics.duckdb")], env, metrics_out)
         metrics.detail = json.loads(metrics_out.read_text().strip().splitlines()[-1])
+        # File to queryable Parquet as users do it in one go: produce and ingest at once.
+        loaded = {}
+        for stage, extra in (("end_to_end", []), ("end_to_end_2p", ["--processes", "2"])):
+            load_home, load_topic = session.new_run(f"{label}-load")
+            try:
+                loaded[stage] = measure(session, [_logstack(), "load", str(path), *extra],
+                                        session.env(load_home, load_topic), out)
+                check[f"identical_{stage}"] = lake_check(load_home / "lake") == expected
+            finally:
+                session.drop(load_home, load_topic)
     finally:
         session.drop(home, topic)
 
@@ -449,8 +462,11 @@ def logstack_runs(session: Session, path: Path, label: str,
                           f"{check['quarantined']} quarantined out")
     if not check["identical_2p"]:
         raise StageFailed(f"{path.name}: flow --processes 2 wrote other rows than flow")
+    for stage in loaded:
+        if not check[f"identical_{stage}"]:
+            raise StageFailed(f"{path.name}: load ({stage}) wrote other rows than flow")
     return {"produce": produce, "flow": flow, "flow_2p": flow_2p, "metrics": metrics,
-            "end_to_end": _chain(produce, flow), "end_to_end_2p": _chain(produce, flow_2p)}, check
+            "produce_then_flow": _chain(produce, flow), **loaded}, check
 
 
 def _chain(first: Sample, then: Sample) -> Sample:
@@ -489,14 +505,16 @@ def lake_check(lake: Path) -> dict:
 
 
 def build_metrics(lake_root: str, db_path: str) -> int:
-    """Child process of the metrics stage: every metric table for every hour in the lake.
+    """Child process of the metrics stage: every metric table for every hour in the lake,
+    one `build_hours` per table over all the hours, as a single-run backfill of the
+    metric assets does.
 
     Prints one JSON line: hours, rows written and seconds spent per table.
     """
     import duckdb
 
     from logstack_dagster.lake.layout import Lake
-    from logstack_dagster.metrics.tables import METRICS, build_hour
+    from logstack_dagster.metrics.tables import METRICS, build_hours
 
     lake = Lake.open(lake_root)
     hours = sorted({_hour_of(folder) for folder in Path(lake_root).glob("*/year=*/*/*/hour=*")})
@@ -505,7 +523,7 @@ def build_metrics(lake_root: str, db_path: str) -> int:
     started = time.perf_counter()
     for metric in METRICS:
         began = time.perf_counter()
-        written += sum(build_hour(conn, lake, metric, hour) for hour in hours)
+        written += build_hours(conn, lake, metric, hours)
         seconds[metric.name] = round(time.perf_counter() - began, 3)
     conn.close()
     print(json.dumps({"hours": len(hours), "rows": written,
@@ -697,7 +715,7 @@ def write_results(report: dict, label: str, stamped: bool) -> list[Path]:
 
 
 STAGE_ORDER = ("goaccess", "goaccess_geoip", "produce", "flow", "flow_2p", "metrics",
-               "end_to_end", "end_to_end_2p")
+               "produce_then_flow", "end_to_end", "end_to_end_2p")
 
 
 def render_markdown(report: dict) -> str:
@@ -715,6 +733,8 @@ def render_markdown(report: dict) -> str:
         "on the same file in the same session. `produce`, `flow` and `end_to_end` use a "
         f"{report['options']['partitions']}-partition topic and one worker; the `_2p` stages "
         "run the flow as 2 processes of one worker (CPU summed, peak RSS of the largest). "
+        "`end_to_end` is `logstack load`, producing and ingesting at once; "
+        "`produce_then_flow` adds up the two stages run one after the other. "
         + (f"The 10m log ran {report['options'].get('large_repeat')} time(s). "
            if report["options"].get("large_repeat", report["options"]["repeat"])
            != report["options"]["repeat"] else "")

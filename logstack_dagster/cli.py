@@ -8,6 +8,7 @@ ends in one line on stderr naming the problem and a non-zero exit, never a trace
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ class UserError(LogstackError):
 def main(argv: list[str] | None = None) -> int:
     _quiet_library_warnings()
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # Before the command only -h is known; name any other flag there, not the missing command.
+    leading = list(itertools.takewhile(lambda arg: arg.startswith("-"), argv))
+    if unknown := [arg for arg in leading if arg not in ("-h", "--help")]:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args = parser.parse_args(argv)
     try:
         settings = load_settings().with_overrides(
@@ -74,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("file", type=Path, help="log file, or - for standard input")
     _topic_flags(produce, partitions=True)
     produce.set_defaults(handler=_produce)
+
+    load = commands.add_parser(
+        "load", help="produce a file and ingest it into the lake at the same time")
+    load.add_argument("file", type=Path, help="log file")
+    load.add_argument("--processes", "-p", type=_positive_int,
+                      help="dataflow processes (default LOGSTACK_FLOW_PROCESSES or 1)")
+    load.add_argument("--workers", "-w", type=_positive_int,
+                      help="workers per process (default LOGSTACK_FLOW_WORKERS or 1)")
+    load.add_argument("--format", help="log format (preset name or LogFormat string)")
+    _topic_flags(load, partitions=True)
+    load.set_defaults(handler=_load)
 
     flow = commands.add_parser("flow", help="run the dataflow from the topic into the lake")
     flow.add_argument("--workers", "-w", type=_positive_int,
@@ -211,8 +228,39 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
 
-    # At a terminal one line is redrawn twice a second; into a file or a pipe, a line is
-    # added every 5 seconds, so a log of a long run shows steady progress.
+    progress, interval = _progress_printer(), _progress_interval()
+    if str(args.file) == "-":
+        count = topic.produce(cluster, settings.topic, topic.iter_lines(sys.stdin.buffer),
+                              partitions, progress, interval=interval)
+    else:
+        count = topic.produce_file(cluster, settings.topic, args.file, partitions, progress,
+                                   interval=interval)
+    print(f"produced {count:,} lines to {settings.topic!r} on {cluster.brokers}")
+    return 0
+
+
+def _load(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.streaming.load import load_file
+
+    with open(args.file, "rb"):
+        pass
+    if args.format:
+        _check_format(args.format)
+    loaded = load_file(settings, args.file, processes=args.processes or settings.flow_processes,
+                       workers=args.workers or settings.flow_workers, log_format=args.format,
+                       progress=_progress_printer(), interval=_progress_interval())
+    summary = loaded.summary
+    print(f"produced {loaded.produced:,} lines to {settings.topic!r}; ingested "
+          f"{summary['records']:,} records: {summary['rows']:,} rows, "
+          f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+    return 0
+
+
+def _progress_printer():
+    """How producing reports progress: at a terminal one line is redrawn; into a file or
+    a pipe a line is added each time, so a log of a long run shows steady progress."""
+    from logstack_dagster.ingest import topic
+
     live = sys.stderr.isatty()
 
     def progress(state: topic.Progress) -> None:
@@ -222,15 +270,11 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(state.describe(), file=sys.stderr, flush=True)
 
-    interval = 0.5 if live else 5.0
-    if str(args.file) == "-":
-        count = topic.produce(cluster, settings.topic, topic.iter_lines(sys.stdin.buffer),
-                              partitions, progress, interval=interval)
-    else:
-        count = topic.produce_file(cluster, settings.topic, args.file, partitions, progress,
-                                   interval=interval)
-    print(f"produced {count:,} lines to {settings.topic!r} on {cluster.brokers}")
-    return 0
+    return progress
+
+
+def _progress_interval() -> float:
+    return 0.5 if sys.stderr.isatty() else 5.0
 
 
 def _flow(args: argparse.Namespace, settings: Settings) -> int:

@@ -11,6 +11,13 @@ from logstack_dagster.ingest import broker
 from logstack_dagster.ingest.topic import Cluster
 from logstack_dagster.settings import Settings
 
+# Defined once here, so that one PostgreSQL server serves the whole session.
+from logstack_dagster_tests.postgres import (  # noqa: F401
+    postgres_instance,
+    postgres_server,
+    postgres_url,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 

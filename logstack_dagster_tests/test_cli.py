@@ -44,10 +44,17 @@ def test_unknown_command_is_a_usage_error():
     _one_line_error(_run("frobnicate"), "frobnicate")
 
 
+def test_unknown_flag_before_the_command_is_named():
+    result = _run("--bogus", "flow")
+    _one_line_error(result, "unrecognized arguments: --bogus")
+    assert result.returncode == 2
+
+
 def test_missing_file_is_named(tmp_path):
     missing = tmp_path / "nope.log"
     _one_line_error(_run("parse", str(missing)), str(missing))
     _one_line_error(_run("demo", "--log", str(missing)), "--log", str(missing))
+    _one_line_error(_run("load", str(missing)), str(missing))
 
 
 def test_unreachable_broker_is_named_with_its_address(tmp_path):

@@ -1,128 +1,81 @@
-"""Dagster's storage on PostgreSQL (deploy/dagster-postgres.yaml) under the demo's path.
+"""Dagster's storage on PostgreSQL (deploy/dagster-postgres.yaml) under the demo's path,
+and the DuckDB pool of the metric assets under Dagster's multi-process executor.
 
-The server is a throwaway cluster of the test's own: `initdb` in a temporary folder,
-`pg_ctl` on a free port of 127.0.0.1, removed afterwards. PostgreSQL refuses to run as
-root, so as root it runs as the `postgres` user (through `runuser`). With
-LOGSTACK_TEST_PG_DSN set (`postgresql://user@host:port/db`), that server is used instead;
-its database must be empty.
+The server is the one `.ci/run` starts (LOGSTACK_TEST_PG_URL) or, without it, one the
+session starts itself (see postgres.py); each test has a database of its own on it.
 """
 
 from __future__ import annotations
 
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import duckdb
+import psycopg2
 import pytest
+from dagster import (
+    AssetSelection,
+    DagsterEventType,
+    Definitions,
+    define_asset_job,
+    execute_job,
+    multiprocess_executor,
+    reconstructable,
+)
 
 from logstack_dagster.demo import materialize_lake
 from logstack_dagster.ingest import topic
-from logstack_dagster.materialize import open_instance, run_ingest
+from logstack_dagster.lake.layout import Lake, hour_key
+from logstack_dagster.lake.manifest import Manifest
+from logstack_dagster.materialize import lake_hours, run_ingest
+from logstack_dagster.metrics.assets import DUCKDB_POOL
 from logstack_dagster.metrics.tables import TRAFFIC
-from logstack_dagster_tests.conftest import count_lines
-from logstack_dagster_tests.dagster_server import free_port
+from logstack_dagster.settings import load_settings
+from logstack_dagster_tests.conftest import count_lines, settings_env
+from logstack_dagster_tests.postgres import libpq_url
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
-POSTGRES_YAML = REPO / "deploy" / "dagster-postgres.yaml"
-NO_SERVER = "no PostgreSQL server programs; on Debian: apt-get install -y postgresql"
+MULTIPROCESS_JOB = "hourly_metrics_multiprocess_job"
+# hourly_traffic, its two checks and three of the tables that wait for them: enough steps
+# to run side by side, few enough that a Python start-up per step stays affordable.
+MULTIPROCESS_TABLES = [TRAFFIC.name, "hourly_status_codes", "hourly_countries",
+                       "hourly_top_paths"]
 
 
-def _server_bin() -> Path | None:
-    """The newest installed PostgreSQL's program folder, as Debian lays it out."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                   else 0)
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+def multiprocess_metrics_job():
+    """Metric assets under the multi-process executor, with the settings of the
+    environment: every step process rebuilds the job from here."""
+    from logstack_dagster.definitions import build_defs
+
+    job = define_asset_job(MULTIPROCESS_JOB,
+                           selection=AssetSelection.assets(*MULTIPROCESS_TABLES),
+                           executor_def=multiprocess_executor)
+    defs = Definitions.merge(build_defs(load_settings()), Definitions(jobs=[job]))
+    return defs.resolve_job_def(MULTIPROCESS_JOB)
 
 
-def _as_server_user() -> list[str]:
-    """The prefix that runs a PostgreSQL program as a user allowed to run it."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no `postgres` user to run the server as")
-    if shutil.which("runuser") is None:
-        pytest.skip("running as root and `runuser` is missing to run the server as postgres")
-    return ["runuser", "-u", "postgres", "--"]
+def _ingest_first1000(settings, cluster, shared_data, instance) -> int:
+    """The real sample produced and ingested through Dagster; returns its line count."""
+    log = shared_data / "first1000.log"
+    partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+    topic.produce_file(cluster, settings.topic, log, partitions)
+    assert run_ingest(instance, settings)["records"] == count_lines(log)
+    return count_lines(log)
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    """The address of an empty PostgreSQL database for Dagster's storage."""
-    if os.environ.get("LOGSTACK_TEST_PG_DSN"):
-        yield os.environ["LOGSTACK_TEST_PG_DSN"]
-        return
-
-    bin_dir = _server_bin()
-    if bin_dir is None:
-        pytest.skip(NO_SERVER)
-    prefix = _as_server_user()
-    # Not under pytest's temporary folder: the postgres user may not enter it.
-    folder = Path(tempfile.mkdtemp(prefix="logstack-pg-"))
-    if prefix:
-        shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", free_port()
-
-    def run(*command: str) -> None:
-        result = subprocess.run([*prefix, *command], capture_output=True, text=True,
-                                timeout=120, check=False)
-        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
-
-    try:
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-            "--no-sync", "-E", "UTF8", "--no-locale")
-        # No socket files beside other servers', no durability a throwaway needs.
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w",
-            "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off",
-            "start")
-        try:
-            run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-                "postgres", "dagster")
-            yield f"postgresql://postgres@127.0.0.1:{port}/dagster"
-        finally:
-            run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+def _traffic_totals(settings) -> tuple[int, int]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as metrics:
+        return metrics.execute(
+            f"SELECT sum(requests), sum(quarantined) FROM {TRAFFIC.name}").fetchone()
 
 
 def test_the_demo_path_keeps_runs_and_materializations_in_postgres(
-        postgres_url, settings, cluster, shared_data, monkeypatch):
-    import psycopg2
-    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
+        postgres_instance, postgres_url, settings, cluster, shared_data):
+    # postgres_instance has checked that its run and event storage are PostgreSQL's.
+    instance = postgres_instance
+    lines = _ingest_first1000(settings, cluster, shared_data, instance)
+    metric_runs = materialize_lake(settings, instance)
 
-    log = shared_data / "first1000.log"
-    settings.dagster_home.mkdir(parents=True)
-    shutil.copy(POSTGRES_YAML, settings.dagster_home / "dagster.yaml")
-    # The driver named, as deploy/dagster-postgres.yaml says.
-    monkeypatch.setenv("DAGSTER_PG_URL",
-                       postgres_url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    # open_instance points DAGSTER_HOME at the home; monkeypatch puts it back afterwards.
-    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
-    partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
-    topic.produce_file(cluster, settings.topic, log, partitions)
-
-    instance = open_instance(settings.dagster_home)
-    try:
-        assert isinstance(instance.run_storage, PostgresRunStorage)
-        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
-        ingested = run_ingest(instance, settings)
-        metric_runs = materialize_lake(settings, instance)
-    finally:
-        instance.dispose()
-
-    assert ingested["records"] == count_lines(log)
-    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cursor:
+    # Read straight from the database, not through Dagster.
+    with psycopg2.connect(libpq_url(postgres_url)) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
         runs = cursor.fetchall()
         cursor.execute(
@@ -135,7 +88,51 @@ def test_the_demo_path_keeps_runs_and_materializations_in_postgres(
         metric_runs)
     assert traffic_partitions == ["2019-01-22-00:00", "2019-01-22-04:00"]
 
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as metrics:
-        requests, quarantined = metrics.execute(
-            f"SELECT sum(requests), sum(quarantined) FROM {TRAFFIC.name}").fetchone()
-    assert requests + quarantined == count_lines(log)
+    requests, quarantined = _traffic_totals(settings)
+    assert requests + quarantined == lines
+
+
+def test_the_duckdb_pool_keeps_metric_steps_apart_under_the_multiprocess_executor(
+        postgres_instance, settings, cluster, shared_data, monkeypatch):
+    instance = postgres_instance
+    lines = _ingest_first1000(settings, cluster, shared_data, instance)
+    cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+    hours = lake_hours(list(Manifest(Lake.open(settings.lake), cluster_id,
+                                     settings.topic).commits()))
+    # The step processes build their settings from the environment, as a code location does.
+    for name, value in settings_env(settings).items():
+        if name.startswith(("LOGSTACK_", "KAFKA_")):
+            monkeypatch.setenv(name, value)
+
+    with execute_job(
+        reconstructable(multiprocess_metrics_job), instance,
+        run_config={"execution": {"config": {
+            "max_concurrent": 4, "start_method": {"spawn": {}}}}},
+        tags={"dagster/asset_partition_range_start": hour_key(hours[0]),
+              "dagster/asset_partition_range_end": hour_key(hours[-1])},
+    ) as result:
+        assert result.success
+        run_id = result.run_id
+
+    steps = instance.all_logs(run_id, of_type={DagsterEventType.STEP_START,
+                                               DagsterEventType.STEP_SUCCESS})
+    starts = {e.step_key: e.timestamp for e in steps
+              if e.dagster_event_type == DagsterEventType.STEP_START}
+    ends = {e.step_key: e.timestamp for e in steps
+            if e.dagster_event_type == DagsterEventType.STEP_SUCCESS}
+    checks = {f"{TRAFFIC.name}_parse_failure_share", f"{TRAFFIC.name}_metric_totals_match_lake"}
+    writers = set(MULTIPROCESS_TABLES) | checks
+    assert starts.keys() == ends.keys() == writers
+
+    # The tables and the checks after hourly_traffic could run side by side; the pool of
+    # one makes each step that opens the DuckDB file wait for the one before it.
+    spans = sorted((starts[step], ends[step], step) for step in writers)
+    for (_, end, before), (start, _, after) in zip(spans, spans[1:]):
+        assert start >= end, f"{after} started before {before} had finished"
+    blocked = [e for e in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+               if f"blocked by limit for pool {DUCKDB_POOL}" in (e.message or "")]
+    assert blocked, "no step ever waited for the duckdb pool"
+    assert instance.event_log_storage.get_concurrency_info(DUCKDB_POOL).slot_count == 1
+
+    requests, quarantined = _traffic_totals(settings)
+    assert requests + quarantined == lines

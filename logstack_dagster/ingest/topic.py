@@ -6,6 +6,7 @@ creation, end offsets) and confluent-kafka's batching producer for throughput.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import time
@@ -20,6 +21,8 @@ from logstack_dagster.settings import Settings
 
 READ_CHUNK = 1 << 20
 SPREAD = 1000
+# The largest record the client sends: librdkafka's default `message.max.bytes`.
+RECORD_BYTES = 1_000_000
 
 # kafka-python names the same client settings differently from librdkafka.
 _KAFKA_PYTHON_NAMES = {
@@ -283,7 +286,7 @@ def produce(
     `total_bytes` (the input's size) lets it estimate the time left.
     Raises BrokerUnreachable when the broker refuses or loses records.
     """
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import KafkaError, KafkaException, Producer
 
     failures: list[str] = []
 
@@ -298,24 +301,42 @@ def produce(
         "compression.type": "lz4",
         "enable.idempotence": False,
         "message.timeout.ms": 30_000,
+        # A report per record would cost a Python call per line; failures still come back.
+        "delivery.report.only.error": True,
     }))
     started = time.monotonic()
     next_report = started + interval
     sent = read = 0
-    for line in lines:
-        while True:
-            try:
-                producer.produce(topic, line, partition=(sent // SPREAD) % partitions,
-                                 on_delivery=delivered)
+    lines = iter(lines)
+    too_long = None
+    while not too_long and (run := list(itertools.islice(lines, SPREAD))):
+        if max(map(len, run)) > RECORD_BYTES:
+            at = next(n for n, line in enumerate(run) if len(line) > RECORD_BYTES)
+            too_long = (sent + at + 1, len(run[at]))
+            run = run[:at]
+        # One partition per run, handed to the client in one call.
+        messages = [{"value": line} for line in run]
+        partition = (sent // SPREAD) % partitions
+        while messages:
+            queued = producer.produce_batch(topic, messages, partition=partition,
+                                            on_delivery=delivered)
+            if queued == len(messages):
                 break
-            except BufferError:
-                producer.poll(0.05)
-        sent += 1
-        read += len(line) + 1
-        if sent % 10_000 == 0:
-            producer.poll(0)
+            # What the client did not take carries an `_error`; a full queue drains.
+            refused = [m for m in messages if "_error" in m]
+            error = refused[0]["_error"]
+            if error.code() != KafkaError._QUEUE_FULL:
+                raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {error}")
+            for message in refused:
+                del message["_error"]
+            messages = refused
+            producer.poll(0.05)
+        sent += len(run)
+        read += sum(map(len, run)) + len(run)
+        producer.poll(0)
+        if progress is not None and sent % 10_000 == 0:
             now = time.monotonic()
-            if progress is not None and now >= next_report:
+            if now >= next_report:
                 progress(Progress(sent, read, now - started, total_bytes))
                 next_report = now + interval
 
@@ -323,6 +344,12 @@ def produce(
         left = producer.flush(60)
     except KafkaException as exc:
         raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {exc}") from exc
+    if too_long and not failures and not left:
+        number, size = too_long
+        raise LogstackError(
+            f"line {number:,} is {size:,} bytes, over the {RECORD_BYTES:,} bytes one record "
+            f"may hold; the {number - 1:,} lines before it were produced, it and the rest "
+            "were not")
     if failures or left:
         reason = failures[0] if failures else f"{left} records still queued after 60 s"
         raise BrokerUnreachable(

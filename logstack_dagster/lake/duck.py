@@ -12,7 +12,7 @@ that package and drop `_DuckFileSystem`; until then DuckDB is never asked for it
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -52,10 +52,15 @@ def hour_files(lake: Lake, table: str, hour: datetime) -> list[str]:
     return complete_files(lake, table, hour)
 
 
-def parquet_source(files: list[str]) -> str:
-    """A `read_parquet(...)` table expression over `files` (which must not be empty)."""
+def parquet_source(files: list[str], hive_partitioning: bool | None = None) -> str:
+    """A `read_parquet(...)` table expression over `files` (which must not be empty).
+
+    `hive_partitioning` False leaves out the columns DuckDB would make of the folder
+    names (`year`, ..., `hour`); None lets DuckDB decide.
+    """
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return f"read_parquet([{listed}], union_by_name = true)"
+    hive = "" if hive_partitioning is None else f", hive_partitioning = {hive_partitioning}"
+    return f"read_parquet([{listed}], union_by_name = true{hive})"
 
 
 def hour_source(lake: Lake, table: str, hour: datetime) -> str | None:
@@ -70,6 +75,29 @@ def hour_source(lake: Lake, table: str, hour: datetime) -> str | None:
     if not files:
         return None
     source = parquet_source(files)
+    return without_requeued(source, lake) if table == QUARANTINE else source
+
+
+def hours_source(lake: Lake, table: str, hours: list[datetime]) -> str | None:
+    """A table expression over `table`'s files of the UTC hours `hours`, None when none
+    of them has files.
+
+    Each row comes with `hour` (TIMESTAMPTZ, first): the hour of the folder it was read
+    from, so grouping by it gives what `hour_source` gives hour by hour. Requeued
+    quarantined lines are left out, as there.
+    """
+    from logstack_dagster.lake.requeue import without_requeued
+
+    parts = []
+    for hour in hours:
+        files = hour_files(lake, table, hour)
+        if files:
+            parts.append(f"SELECT TIMESTAMPTZ '{hour.astimezone(UTC).isoformat()}' AS hour, * "
+                         f"FROM {parquet_source(files, hive_partitioning=False)}")
+    if not parts:
+        return None
+    # By name: an hour written before a column existed reads it as null.
+    source = "(" + " UNION ALL BY NAME ".join(parts) + ")"
     return without_requeued(source, lake) if table == QUARANTINE else source
 
 

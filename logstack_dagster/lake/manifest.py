@@ -61,6 +61,7 @@ class Commit:
     run_id: str
     files: list[FileEntry] = field(default_factory=list)
     committed_at: str = ""
+    log_format: str = ""  # what the batch was parsed with; empty in older manifests
 
     @property
     def batch_name(self) -> str:
@@ -116,6 +117,15 @@ class Manifest:
             for path in self.lake.list_files(folder):
                 if path.endswith(".json"):
                     yield Commit.from_json(self.lake.read(path))
+
+    def last_formats(self) -> dict[int, str]:
+        """The format each partition's latest commit was parsed with, where one is known."""
+        latest: dict[int, Commit] = {}
+        for commit in self.commits():
+            seen = latest.get(commit.partition)
+            if commit.log_format and (seen is None or commit.last_offset > seen.last_offset):
+                latest[commit.partition] = commit
+        return {partition: commit.log_format for partition, commit in latest.items()}
 
     def committed_ranges(self, partition: int) -> list[tuple[int, int]]:
         """The offset ranges of `partition` already in the lake, merged and sorted."""

@@ -1,8 +1,9 @@
 """Hourly DuckDB metric assets, one per table in `metrics.tables`.
 
-Each asset is partitioned by UTC hour and reads only that hour's Parquet folder. A
-backfill runs as one run over its whole range (single-run backfill policy), and every
-writer takes the `duckdb` pool, so DuckDB's single writer is never contended.
+Each asset is partitioned by UTC hour and reads only its hours' Parquet folders. A
+backfill runs as one run over its whole range (single-run backfill policy), which builds
+each table's hours a statement per 12 hours, and every writer takes the `duckdb` pool, so
+DuckDB's single writer is never contended.
 """
 
 
@@ -21,7 +22,7 @@ from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.partitions import hourly_partitions
-from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, build_hour
+from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, build_hours
 
 DUCKDB_POOL = "duckdb"
 
@@ -76,7 +77,7 @@ def _metric_asset(metric: MetricTable) -> AssetsDefinition:
         hours = hours_of(context)
         opened = lake.open()
         with duckdb.get_connection() as conn:
-            written = sum(build_hour(conn, opened, metric, hour) for hour in hours)
+            written = build_hours(conn, opened, metric, hours)
             cursor = conn.execute(
                 f"SELECT * FROM {metric.name} WHERE hour >= $1 AND hour < $2 "
                 f"ORDER BY hour, 3 DESC LIMIT {PREVIEW_ROWS}",

@@ -13,9 +13,10 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.alerts import AlertResource
-from logstack_dagster.lake.duck import hour_source, use_lake
+from logstack_dagster.lake.duck import hours_source, use_lake
 from logstack_dagster.lake.layout import QUARANTINE, ROWS
 from logstack_dagster.lake.resources import LakeResource
+from logstack_dagster.metrics.assets import DUCKDB_POOL
 from logstack_dagster.metrics.partitions import hourly_partitions
 from logstack_dagster.metrics.tables import TRAFFIC
 from logstack_dagster.settings import load_settings
@@ -27,6 +28,8 @@ _settings = load_settings()
     asset=TRAFFIC.name,
     name="parse_failure_share",
     blocking=True,
+    # Both checks open the metrics file for writing, like the assets: one writer at a time.
+    pool=DUCKDB_POOL,
     partitions_def=hourly_partitions,
     description=(
         "Share of each hour's lines that went to the quarantine. Warns above "
@@ -66,6 +69,7 @@ def parse_failure_share(context: AssetCheckExecutionContext, duckdb: DuckDBResou
     asset=TRAFFIC.name,
     name="metric_totals_match_lake",
     blocking=True,
+    pool=DUCKDB_POOL,
     partitions_def=hourly_partitions,
     description=(
         "Requests and quarantined lines of each hour in hourly_traffic equal the rows of "
@@ -76,29 +80,31 @@ def metric_totals_match_lake(context: AssetCheckExecutionContext, duckdb: DuckDB
                              lake: LakeResource, alerts: AlertResource) -> AssetCheckResult:
     opened = lake.open()
     window = context.partition_time_window
-    differences = []
+    keys = hourly_partitions.get_partition_keys_in_time_window(window)
+    starts = [hourly_partitions.time_window_for_partition_key(key).start for key in keys]
     with duckdb.get_connection() as conn:
         use_lake(conn, opened)
-        metric = dict((hour, (r, q)) for hour, r, q in conn.execute(
+        metric = {hour: (r, q) for hour, r, q in conn.execute(
             f"SELECT hour, requests, quarantined FROM {TRAFFIC.name} "
-            "WHERE hour >= $1 AND hour < $2", [window.start, window.end]).fetchall())
-        for hour in hourly_partitions.get_partition_keys_in_time_window(window):
-            start = hourly_partitions.time_window_for_partition_key(hour).start
-            lake_counts = tuple(_count(conn, hour_source(opened, table, start))
-                                for table in (ROWS, QUARANTINE))
-            found = next((v for k, v in metric.items() if k == start), (0, 0))
-            if tuple(found) != lake_counts:
-                differences.append(f"{hour}: metric {found}, lake {lake_counts}")
+            "WHERE hour >= $1 AND hour < $2", [window.start, window.end]).fetchall()}
+        rows, quarantined = (_counts(conn, hours_source(opened, table, starts))
+                             for table in (ROWS, QUARANTINE))
+    differences = []
+    for key, start in zip(keys, starts, strict=True):
+        lake_counts = (rows.get(start, 0), quarantined.get(start, 0))
+        found = next((v for k, v in metric.items() if k == start), (0, 0))
+        if tuple(found) != lake_counts:
+            differences.append(f"{key}: metric {found}, lake {lake_counts}")
 
-    metadata = {"hours_checked": len(hourly_partitions.get_partition_keys_in_time_window(
-        window)), "differences": "\n".join(differences[:20]) or "none"}
+    metadata = {"hours_checked": len(keys), "differences": "\n".join(differences[:20]) or "none"}
     if differences:
         alerts.send("logstack: hourly metrics differ from the lake", metadata)
     return AssetCheckResult(passed=not differences, severity=AssetCheckSeverity.ERROR,
                             metadata=metadata)
 
 
-def _count(conn, source: str | None) -> int:
+def _counts(conn, source: str | None) -> dict:
+    """Rows of `source` (from `hours_source`) by hour; {} when it has no files."""
     if source is None:
-        return 0
-    return conn.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        return {}
+    return dict(conn.execute(f"SELECT hour, count(*) FROM {source} GROUP BY hour").fetchall())

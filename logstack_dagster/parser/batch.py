@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,11 +48,19 @@ def parse_lines(
     else:
         raw, more = parse_text(text, keep, chosen)
 
-    rows = derive_rows(raw).sort_by("line_index")
+    rows = derive_rows(raw)
+    if not _ascending(rows["line_index"]):
+        rows = rows.sort_by("line_index")
     result = ParseResult(rows=rows, rejects=rejects_table(rejects + more),
                          format_name=chosen.name, log_format=chosen)
     _check_accounted(result, len(text))
     return result
+
+
+def _ascending(index: pa.ChunkedArray) -> bool:
+    """Whether the row positions are already in order (no line took the lenient path)."""
+    values = index.to_numpy()
+    return bool(np.all(values[1:] > values[:-1]))
 
 
 def _check_accounted(result: ParseResult, count: int) -> None:

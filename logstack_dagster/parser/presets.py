@@ -106,3 +106,12 @@ def resolve_format(spec: "str | LogFormat") -> LogFormat:
         "'auto', an Apache LogFormat string (%h %l ...), an nginx log_format string "
         "($remote_addr ...) or a W3C '#Fields:' line"
     )
+
+
+def format_spec(fmt: LogFormat) -> str:
+    """The string `resolve_format` turns back into `fmt`: its preset name, else its spec."""
+    if PRESETS.get(fmt.name) == fmt:
+        return fmt.name
+    if not fmt.spec:
+        raise ValueError(f"format {fmt.name!r} has neither a preset name nor a spec")
+    return fmt.spec

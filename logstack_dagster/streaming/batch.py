@@ -48,6 +48,7 @@ class ProcessedBatch:
     partition: int
     rows: pa.Table
     quarantine: pa.Table
+    log_format: str = ""  # the format the batch was parsed with, as `resolve_format` takes
 
     @property
     def records(self) -> int:
@@ -65,6 +66,7 @@ class ProcessedBatch:
         return ProcessedBatch(
             self.topic, self.partition,
             _drop_ranges(self.rows, ranges), _drop_ranges(self.quarantine, ranges),
+            self.log_format,
         )
 
 

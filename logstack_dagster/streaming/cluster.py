@@ -45,11 +45,6 @@ def free_addresses(count: int) -> list[str]:
 
     The ports are closed again before the members bind them; another program could take
     one in between, in which case that member fails to start and the run fails cleanly.
-
-    Known shortcoming: with two workers per process, about one run in seven here ended
-    with a panic of Bytewax's send thread, cause not yet found (this port gap is one
-    guess). The run fails cleanly and the next one resumes exactly once; one worker per
-    process has not shown it.
     """
     sockets = []
     try:
@@ -70,13 +65,8 @@ def member_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("DAGSTER_PIPES_")}
 
 
-# Known gap: on the busy shared test machine, 3 of about 20 runs of 2 processes x 2 workers
-# failed with Timely's "Send thread panic" (never with 1 worker per process, in about 40
-# runs). The run then fails cleanly and the next one resumes; find the cause (start with
-# RUST_BACKTRACE=1 and the first member's error) before recommending several workers per
-# process.
 def run_members(commands: Sequence[list[str]], env: dict[str, str],
-                keep_fds: Sequence[int] = (), addresses: Sequence[str] = ()) -> None:
+                keep_fds: Sequence[int] = ()) -> None:
     """Start one process per command, wait for all, and raise MemberFailed if one fails.
 
     `keep_fds` stay open in the members (the ingest lock), so that the topic stays locked
@@ -93,13 +83,10 @@ def run_members(commands: Sequence[list[str]], env: dict[str, str],
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for index, command in enumerate(commands):
+        for command in commands:
             # Members write their log to stderr; stdout is kept for the launcher's summary.
             members.append(subprocess.Popen(command, env=env, stdout=sys.stderr,
                                             pass_fds=tuple(keep_fds)))
-            if index < len(addresses) and index < len(commands) - 1:
-                # Later members connect to earlier ones: start them once it listens.
-                _wait_listening(addresses[index], members[-1])
         log.info("started %d dataflow processes: pids %s", len(members),
                  ", ".join(str(m.pid) for m in members))
         failed = _wait_all(members, received)
@@ -138,22 +125,25 @@ def _wait_all(members: list[subprocess.Popen], received: list[int]) -> tuple[int
         time.sleep(0.1)
 
 
-def _wait_listening(address: str, member: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Wait until `member` listens on `address`'s port, as the kernel's table of TCP sockets
-    shows (a probing connection would be taken for a peer). Without /proc, return at once."""
-    port = f":{int(address.rsplit(':', 1)[1]):04X}"
+def wait_for_earlier(addresses: Sequence[str], index: int, timeout: float = 30.0) -> None:
+    """Wait until the members before `index` listen on their addresses, as the kernel's
+    table of TCP sockets shows (a probing connection would be taken for a peer): a member
+    connects to the earlier ones when its dataflow starts. Each member calls this after its
+    own start-up, so the members start up side by side. Without /proc, return at once."""
+    ports = {f":{int(address.rsplit(':', 1)[1]):04X}" for address in addresses[:index]}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and member.poll() is None:
-        try:
-            table = Path("/proc/net/tcp").read_text()
-        except OSError:
+    while ports and time.monotonic() < deadline:
+        tables = [Path(f"/proc/net/{name}") for name in ("tcp", "tcp6")]
+        if not tables[0].exists():
             return
+        table = "".join(t.read_text() for t in tables if t.exists())
         # Columns: sl, local address (hex ip:port), remote address, state (0A: LISTEN), ...
-        for line in table.splitlines()[1:]:
+        for line in table.splitlines():
             columns = line.split()
-            if columns[1].endswith(port) and columns[3] == "0A":
-                return
-        time.sleep(0.05)
+            if len(columns) > 3 and columns[3] == "0A":
+                ports.discard(columns[1][columns[1].rfind(":"):])
+        if ports:
+            time.sleep(0.02)
 
 
 def _first_cause(members: list[subprocess.Popen], index: int, code: int) -> tuple[int, int]:

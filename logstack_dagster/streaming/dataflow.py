@@ -23,6 +23,7 @@ from bytewax.outputs import Sink
 
 from logstack_dagster.enrichment.pipeline import RowEnricher
 from logstack_dagster.parser import LogFormat, parse_lines, resolve_format
+from logstack_dagster.parser.presets import format_spec
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA, ProcessedBatch, RawBatch
 from logstack_dagster.streaming.sink import partition_key
 
@@ -66,13 +67,17 @@ class BatchProcessor:
     """Parses and enriches one RawBatch; every record leaves as a row or a quarantined line.
 
     `log_format` is a preset name, a LogFormat string, or None to detect the format from
-    the first batch of each partition and keep it for the rest of the run. `enricher`
-    adds the columns of `ENRICHMENT_SCHEMA`; None leaves the parsed rows as they are.
+    the first batch of each partition and keep it for the rest of the run. `known` gives
+    the formats earlier runs used, by partition: a resumed partition keeps its format
+    rather than detecting one from wherever it resumes. `enricher` adds the columns of
+    `ENRICHMENT_SCHEMA`; None leaves the parsed rows as they are.
     """
 
-    def __init__(self, log_format: str | None, enricher: RowEnricher | None):
+    def __init__(self, log_format: str | None, enricher: RowEnricher | None,
+                 known: dict[int, str] | None = None):
         self.fixed_format = resolve_format(log_format) if log_format else None
-        self.detected: dict[int, LogFormat | str] = {}
+        self.detected: dict[int, LogFormat | str] = {
+            partition: resolve_format(spec) for partition, spec in (known or {}).items()}
         self.enricher = enricher
 
     def __call__(self, raw: RawBatch) -> ProcessedBatch:
@@ -86,12 +91,16 @@ class BatchProcessor:
         offsets = pa.array(raw.offsets, pa.int64())
         times = pa.array(raw.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
         rows = result.rows
-        if self.enricher is not None and rows.num_rows:
+        if self.enricher is not None:
+            # Also when nothing parsed: every batch's rows must have the same columns, or
+            # the sink cannot put the batches of one flush together.
             rows = self.enricher.enrich(rows)
         rows = _with_source(rows, raw, offsets).drop_columns(["line_index"])
         quarantine = _quarantine(raw, result.rejects, offsets, times, result.format_name,
                                  result.rows)
-        return ProcessedBatch(raw.topic, raw.partition, rows, quarantine)
+        used = result.log_format
+        spec = format_spec(used) if used is not None else result.format_name
+        return ProcessedBatch(raw.topic, raw.partition, rows, quarantine, spec)
 
 
 def _with_source(table: pa.Table, raw: RawBatch, offsets: pa.Array) -> pa.Table:

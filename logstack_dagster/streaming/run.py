@@ -21,18 +21,22 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
 from logstack_dagster.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from logstack_dagster.streaming.batch import ProcessedBatch, RawBatch
+    from logstack_dagster.streaming.dataflow import BatchProcessor
 
 log = logging.getLogger("logstack_dagster.streaming.run")
 
@@ -41,9 +45,19 @@ log = logging.getLogger("logstack_dagster.streaming.run")
 RECOVERY_PARTITIONS = 8
 EXIT_BROKER_LOST = 3
 # A member whose link to another member of the cluster broke (a panic in Bytewax's
-# communication threads). The launcher starts the cluster again for this one.
+# communication threads) while its own workers raised nothing. The launcher starts the
+# cluster again for this one; the summary says how many attempts the run took.
 EXIT_CLUSTER_LINK = 4
 CLUSTER_ATTEMPTS = 3
+
+WORKER_ERRORS: list[Exception] = []
+"""Errors raised by the processing of this process's workers. In a cluster Bytewax 0.21
+reports a worker's exception only as a panic of the send thread it poisoned ("Send
+thread panic: Any { .. }"); the member reports the first of these instead.
+
+Known shortcoming: errors of the source and sink are not kept here, so in a cluster a
+lake that cannot be written shows as a lost link, is tried three times, and its cause is
+not reported. Record them too before relying on several processes with a small disk."""
 
 
 class IngestBusy(LogstackError):
@@ -63,6 +77,7 @@ class FlowOptions:
     processes: int = 1
     progress_seconds: float = 10.0
     enrich: bool = True
+    until: Path | None = None  # with follow: stop at the end offsets this file will give
 
     @property
     def total_workers(self) -> int:
@@ -124,19 +139,22 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
                 commands = [_member_command(options, run_id, i, addresses, cluster_id,
                                             partitions) for i in range(options.processes)]
                 try:
-                    run_members(commands, member_env(), keep_fds=[lock.fileno()],
-                                addresses=addresses)
+                    run_members(commands, member_env(), keep_fds=[lock.fileno()])
                     break
                 except MemberFailed as exc:
                     if exc.code != EXIT_CLUSTER_LINK or attempt == CLUSTER_ATTEMPTS:
                         raise
-                    # Known shortcoming: the cause of these panics is not found yet (see
-                    # cluster.py). Starting again is safe: the manifest skips what is
-                    # committed, so nothing is written twice.
+                    # A safety net for a link lost for reasons outside the dataflow (a
+                    # reset connection); errors of the dataflow itself end the run. Starting
+                    # again is safe: the manifest skips what is committed.
                     log.warning("%s; starting the cluster again (attempt %d of %d)", exc,
                                 attempt + 1, CLUSTER_ATTEMPTS)
+            if attempt > 1:
+                log.warning("the cluster finished on attempt %d of %d", attempt,
+                            CLUSTER_ATTEMPTS)
 
-    return summarize(Manifest(Lake.open(settings.lake), cluster_id, settings.topic), run_id)
+    summary = summarize(Manifest(Lake.open(settings.lake), cluster_id, settings.topic), run_id)
+    return {**summary, "attempts": attempt if options.processes > 1 else 1}
 
 
 def run_member(settings: Settings, options: FlowOptions, member: Member) -> None:
@@ -166,6 +184,10 @@ def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster
                   parent_pid=member.parent_pid if member else None)
     where = {} if member is None else {"process_id": member.index,
                                        "addresses": member.addresses}
+    if member is not None:
+        from logstack_dagster.streaming.cluster import wait_for_earlier
+
+        wait_for_earlier(member.addresses, member.index)
     try:
         cli_main(flow, workers_per_process=options.workers,
                  epoch_interval=timedelta(seconds=options.epoch_seconds),
@@ -195,6 +217,8 @@ def _member_command(options: FlowOptions, run_id: str, index: int, addresses: li
                "--parent-pid", str(os.getpid())]
     if options.follow:
         command.append("--follow")
+    if options.until is not None:
+        command += ["--until", str(options.until)]
     if not options.enrich:
         command.append("--no-enrich")
     if any(name.startswith("DAGSTER_PIPES_") for name in os.environ):
@@ -241,15 +265,64 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
 
     source = TopicSource(
         brokers=cluster.brokers.split(","), topic=settings.topic, tail=options.follow,
+        until=options.until,
         # librdkafka logs every failed reconnect; the broker watchdog reports a lost broker
         # once, with its address, instead.
         add_config={**{k: str(v) for k, v in cluster.security.items()}, "log_level": "2"},
     )
     sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
-    enricher = (RowEnricher(settings.geoip_city_db, settings.geoip_asn_db, settings.site_hosts)
-                if options.enrich else None)
-    processor = BatchProcessor(options.log_format or settings.log_format, enricher)
-    return build_flow(source, sink, processor)
+    fixed = options.log_format or settings.log_format
+    fixed = None if fixed == "auto" else fixed
+    # A partition that resumes keeps the format it was read with, whatever batch it
+    # resumes at: the rows must not depend on where a crash happened.
+    known = {} if fixed else Manifest(Lake.open(settings.lake), cluster_id,
+                                      settings.topic).last_formats()
+
+    def processor() -> BatchProcessor:
+        enricher = (RowEnricher(settings.geoip_city_db, settings.geoip_asn_db,
+                                settings.site_hosts) if options.enrich else None)
+        return BatchProcessor(fixed, enricher, known)
+
+    return build_flow(source, sink, PerWorker(processor))
+
+
+class PerWorker:
+    """A BatchProcessor of each worker's own, made by `make` on the worker's first batch.
+
+    Bytewax hands every worker thread of a process the same flow object, so a processor
+    built once is shared by all of them, and the caches of its enrichment (the address
+    and user-agent `DistinctCache`s, the GeoIP LRU) are not safe to share between threads.
+    With two workers per process, a thread answering a batch while another one learned
+    new addresses found the known addresses out of line with their answers: an index out
+    of bounds once a cache was full and started again (about half the runs of 2 processes
+    x 2 workers on a generated 1M-line log); nothing but timing kept it from giving rows
+    another address's place. Each processor sees the batches of the topic partitions its
+    worker reads, so formats are still detected per partition.
+
+    The first processor is made at once, so that a bad format or GeoIP database is
+    reported before the dataflow starts; the first worker takes it.
+    """
+
+    def __init__(self, make: Callable[[], BatchProcessor]):
+        self.make = make
+        # Keyed by thread id, not kept in a threading.local: Bytewax's worker threads are
+        # not Python threads, and what a threading.local holds for them is gone after
+        # every call (a new processor, with cold caches, for each batch).
+        self.processors: dict[int, BatchProcessor] = {}
+        self.spare: list[BatchProcessor] = [make()]
+        self.lock = threading.Lock()
+
+    def __call__(self, raw: RawBatch) -> ProcessedBatch:
+        processor = self.processors.get(threading.get_ident())
+        if processor is None:
+            with self.lock:
+                processor = self.spare.pop() if self.spare else self.make()
+                self.processors[threading.get_ident()] = processor
+        try:
+            return processor(raw)
+        except Exception as exc:
+            WORKER_ERRORS.append(exc)
+            raise
 
 
 def check_writable(lake_uri: str) -> None:
@@ -373,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(settings).parse_args(argv)
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
                           args.log_format, args.broker_timeout, args.processes,
-                          args.progress_seconds, not args.no_enrich)
+                          args.progress_seconds, not args.no_enrich, args.until)
     if args.member is not None:
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -392,6 +465,14 @@ def main(argv: list[str] | None = None) -> int:
             # pyo3 raises Rust panics as PanicException, a BaseException of its own module.
             if type(exc).__name__ != "PanicException":
                 raise
+            if WORKER_ERRORS:
+                # The panic only hides a worker's own error, which a new attempt would meet
+                # again: report that error and fail the run.
+                cause = WORKER_ERRORS[0]
+                log.error("a worker of process %d failed", member.index, exc_info=cause)
+                print(f"logstack flow: error: process {member.index}: processing a batch "
+                      f"failed: {type(cause).__name__}: {cause}", file=sys.stderr)
+                return 1
             print(f"logstack flow: error: process {member.index} lost its link to the "
                   f"cluster: {str(exc).splitlines()[0] if str(exc) else 'panic'}",
                   file=sys.stderr)
@@ -435,6 +516,9 @@ def _arguments(settings: Settings) -> argparse.ArgumentParser:
                         help="how often to log throughput and lag (0: never)")
     parser.add_argument("--no-enrich", action="store_true",
                         help="parsed columns only, for measuring what enrichment costs")
+    parser.add_argument("--until", type=Path,
+                        help="with --follow: stop at the end offsets this JSON file gives "
+                             "once it exists (`logstack load` writes it)")
     # Set by the launcher for each member of a cluster of processes, not by people.
     for flag, kind in (("--member", int), ("--addresses", str), ("--cluster-id", str),
                        ("--topic-partitions", int), ("--parent-pid", int)):

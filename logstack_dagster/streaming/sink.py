@@ -123,6 +123,7 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
             cluster=self.manifest.cluster, topic=self.manifest.topic, partition=self.partition,
             first_offset=first, last_offset=last, records=rows.num_rows + quarantine.num_rows,
             rows=rows.num_rows, quarantined=quarantine.num_rows, run_id=self.run_id,
+            log_format=batches[-1].log_format,
         )
         # A line that did not parse is filed under the hour of its parsed neighbours, or
         # under the time the broker took it when it has none.

@@ -9,6 +9,9 @@ records as the columns of one RawBatch.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -25,10 +28,12 @@ class TopicSource(KafkaSource):
     """The records of every partition of `topic`, as one RawBatch per poll."""
 
     def __init__(self, brokers: list[str], topic: str, tail: bool,
-                 add_config: dict[str, str], batch_size: int = POLL_RECORDS):
+                 add_config: dict[str, str], batch_size: int = POLL_RECORDS,
+                 until: Path | None = None):
         super().__init__(brokers, [topic], tail=tail, add_config=add_config,
                          batch_size=batch_size)
         self.topic = topic
+        self.until = until
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> TopicPartitionReader:
@@ -45,15 +50,21 @@ class TopicSource(KafkaSource):
             "fetch.max.bytes": str(64 << 20),
             "max.partition.fetch.bytes": str(16 << 20),
             "queued.max.messages.kbytes": str(16 << 10),
+            # Once that queue is full, librdkafka waits this long before fetching again
+            # (1 s by default): the dataflow drains it in a fraction of that and then stalls.
+            "fetch.queue.backoff.ms": "10",
             **self._add_config,
         }
         start = OFFSET_BEGINNING if resume_state is None else resume_state
         return TopicPartitionReader(config, topic, int(index), start, self._batch_size,
-                                    self._tail)
+                                    self._tail, self.until)
 
 
 class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
     """Reads one partition from offset `start`; its state is the next offset not handed on.
+
+    Following the topic with `until` (a JSON file of end offsets by partition, written
+    once the producer is done), the partition ends when it is idle at its end offset.
 
     Batches are cut by count, not by how much one poll returned: `batch_size` records
     each, the last one short. The same records then always make the same batches, so the
@@ -63,7 +74,7 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
     """
 
     def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
-                 tail: bool):
+                 tail: bool, until: Path | None = None):
         self.consumer = Consumer(config)
         self.consumer.assign([TopicPartition(topic, partition, start)])
         self.topic = topic
@@ -71,6 +82,7 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
         self.next_offset = start
         self.batch_size = batch_size
         self.tail = tail
+        self.until = until
         self.at_end = False
         self.offsets: list[int] = []
         self.stamps: list[int] = []
@@ -96,6 +108,12 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
 
         full = len(offsets) >= self.batch_size
         idle = self.tail and not messages
+        if idle and self.until is not None:
+            # Caught up while following: stop here if the producer has said this is the end.
+            end = until_offset(self.until, self.partition)
+            # Before its first record the position is a sentinel (below 0).
+            reached = offsets[-1] + 1 if offsets else max(self.next_offset, 0)
+            self.at_end = end is not None and reached >= end
         if not offsets or not (full or idle or self.at_end):
             return []
         batch = RawBatch(self.topic, self.partition, offsets, stamps, values)
@@ -109,3 +127,20 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def until_offset(path: Path, partition: int) -> int | None:
+    """The end offset `path` gives for `partition`, or None while the file is not there.
+    The file is written whole under another name and renamed, so it is never half-read."""
+    try:
+        ends = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return int(ends.get(str(partition), 0))
+
+
+def write_until(path: Path, ends: dict[int, int]) -> None:
+    """Tell following dataflows that each partition ends at `ends[partition]`."""
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(json.dumps({str(p): offset for p, offset in ends.items()}))
+    staged.replace(path)

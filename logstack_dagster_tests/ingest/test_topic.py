@@ -1,5 +1,8 @@
 import io
 
+import pytest
+
+from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest import topic
 from logstack_dagster_tests.conftest import count_lines
 
@@ -42,3 +45,19 @@ def test_unreachable_broker_is_named():
 
     with pytest.raises(topic.BrokerUnreachable, match="127.0.0.1:9"):
         topic.wait_reachable(topic.Cluster("127.0.0.1:9", {}), timeout=0.5)
+
+
+def test_a_line_too_large_for_one_record_stops_producing_and_is_named(cluster, settings,
+                                                                     tmp_path):
+    log = tmp_path / "huge.log"
+    before = [b"line %d" % n for n in range(2_500)]
+    log.write_bytes(b"\n".join([*before, b"x" * (topic.RECORD_BYTES + 1), b"after"]) + b"\n")
+    partitions = topic.ensure_topic(cluster, settings.topic, 2)
+
+    with pytest.raises(LogstackError) as caught:
+        topic.produce_file(cluster, settings.topic, log, partitions)
+
+    assert str(caught.value) == (
+        "line 2,501 is 1,000,001 bytes, over the 1,000,000 bytes one record may hold; "
+        "the 2,500 lines before it were produced, it and the rest were not")
+    assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == 2_500

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -78,3 +79,28 @@ def s3_lake_uri(s3_endpoint: str, s3_bucket: str) -> str:
     """The lake URI as `Settings.lake` builds it from LOGSTACK_LAKE and the S3 settings."""
     host = s3_endpoint.split("://")[1]
     return f"s3://{s3_bucket}/lake?endpoint_override={host}&scheme=http&region=us-east-1"
+
+
+@pytest.fixture
+def s3_settings(settings, s3_endpoint: str, s3_bucket: str):
+    """The test's settings with the lake in its own bucket, named as a user would."""
+    return replace(settings, lake_uri=f"s3://{s3_bucket}/lake", s3_endpoint=s3_endpoint,
+                   s3_region="us-east-1")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dagster_instance(request, settings, monkeypatch):
+    """The Dagster instance of the test's home, with its storage in either place a user
+    keeps it: SQLite files in DAGSTER_HOME, as `logstack demo` makes them, or PostgreSQL
+    through deploy/dagster-postgres.yaml."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("postgres_instance")
+        return
+
+    from logstack_dagster.materialize import open_instance
+
+    # open_instance points DAGSTER_HOME at the home; monkeypatch puts it back afterwards.
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.dagster_home))
+    instance = open_instance(settings.dagster_home)
+    yield instance
+    instance.dispose()

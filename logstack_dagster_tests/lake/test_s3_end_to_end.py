@@ -1,7 +1,8 @@
 """The main job with the lake on an S3-compatible server (moto, on 127.0.0.1).
 
-Produce -> dataflow -> metrics through the same Dagster path as `logstack demo`, then
-a dataflow killed mid-run and run again: every record must be in the lake or the
+Produce -> dataflow -> metrics through the same Dagster path as `logstack demo`, with
+Dagster's storage in SQLite and in PostgreSQL (deploy/dagster-postgres.yaml), then a
+dataflow killed mid-run and run again: every record must be in the lake or the
 quarantine exactly once, and the metric totals must equal the lines produced.
 """
 
@@ -10,9 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import pytest
+from dagster import AssetKey, DagsterRunStatus
 
 from logstack_dagster.ingest import topic
 from logstack_dagster.lake.duck import connect
@@ -26,13 +27,6 @@ from logstack_dagster_tests.lake.conftest import SECRET_KEY
 pytestmark = pytest.mark.integration
 
 FLOW = [sys.executable, "-m", "logstack_dagster.streaming.run"]
-
-
-@pytest.fixture
-def s3_settings(settings, s3_endpoint, s3_bucket):
-    """The test's settings with the lake in its own bucket, named as a user would."""
-    return replace(settings, lake_uri=f"s3://{s3_bucket}/lake", s3_endpoint=s3_endpoint,
-                   s3_region="us-east-1")
 
 
 def _env(settings) -> dict[str, str]:
@@ -73,15 +67,34 @@ def _assert_no_orphans(settings, cluster) -> None:
     assert reconcile(manifest).passed
 
 
-def test_real_sample_through_dagster_with_the_lake_on_s3(s3_settings, cluster, shared_data):
-    from logstack_dagster.demo import materialize_lake
-    from logstack_dagster.materialize import open_instance, run_ingest
+def _assert_dagster_recorded(instance, metric_runs: list[str], rows: int,
+                             quarantined: int) -> None:
+    """The instance's storage holds every run, and materializations that add up."""
+    runs = instance.get_runs()
+    assert sorted((r.job_name, r.status) for r in runs) == sorted(
+        [("ingest_job", DagsterRunStatus.SUCCESS)]
+        + [("hourly_metrics_job", DagsterRunStatus.SUCCESS)] * len(metric_runs))
+    assert set(metric_runs) <= {r.run_id for r in runs}
 
-    settings = s3_settings
+    # The ingest run reports one lake materialization per hour it wrote; the metric runs
+    # then built exactly those hours.
+    lake_hours = instance.fetch_materializations(AssetKey("requests_lake"), limit=1000).records
+    counted = [m.asset_materialization.metadata for m in lake_hours]
+    assert sum(m["rows"].value for m in counted) == rows
+    assert sum(m["quarantined"].value for m in counted) == quarantined
+    assert {m.partition_key for m in lake_hours} == instance.get_materialized_partitions(
+        AssetKey("hourly_traffic"))
+
+
+def test_real_sample_through_dagster_with_the_lake_on_s3(
+        s3_settings, dagster_instance, cluster, shared_data):
+    from logstack_dagster.demo import materialize_lake
+    from logstack_dagster.materialize import run_ingest
+
+    settings, instance = s3_settings, dagster_instance
     path = shared_data / "first1000.log"
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
     produced = topic.produce_file(cluster, settings.topic, path, partitions)
-    instance = open_instance(settings.dagster_home)
 
     summary = run_ingest(instance, settings)
     runs = materialize_lake(settings, instance)
@@ -99,6 +112,7 @@ def test_real_sample_through_dagster_with_the_lake_on_s3(s3_settings, cluster, s
         "SELECT sum(requests), sum(quarantined) FROM hourly_traffic").fetchone()
     assert (requests, failed) == (rows, quarantined)
     assert metrics.execute("SELECT sum(requests) FROM hourly_status_codes").fetchone()[0] == rows
+    _assert_dagster_recorded(instance, runs, rows, quarantined)
 
     # `logstack query` reads the same lake from the same settings.
     answer = subprocess.run(

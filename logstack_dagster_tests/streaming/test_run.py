@@ -64,3 +64,51 @@ def test_flow_logs_throughput_and_lag_at_a_steady_interval(settings, cluster, tm
     committed = [int(line.split("committed ")[1].split()[0]) for line in reports]
     assert all(0 <= n <= produced for n in committed)
     assert sum(committed) <= produced
+
+
+def test_a_resumed_partition_keeps_the_format_it_was_read_with(settings, cluster, tmp_path):
+    """New records after a stop are parsed as before, not as their own batch suggests.
+    The first run reads one whole batch of combined lines; the second only lines that
+    `common` fits best. Read in one run they are parsed alike, so must they be in two."""
+    from dataclasses import replace
+
+    from logstack_dagster.streaming.source import POLL_RECORDS
+
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.manifest import Manifest
+
+    combined = tmp_path / "combined.log"
+    combined.write_bytes(b"".join(
+        b'10.0.%d.%d - - [10/Oct/2000:13:%02d:36 -0700] "GET /p%d HTTP/1.0" 200 %d '
+        b'"https://example.org/" "Mozilla/5.0"\n' % (n // 250 % 250, n % 250, n % 60, n, n)
+        for n in range(POLL_RECORDS)))
+    # Lines that end after the size: `common` fits them best, `combined` only leniently.
+    common = tmp_path / "common.log"
+    common.write_bytes(b"".join(
+        b'10.1.%d.%d - - [10/Oct/2000:14:%02d:36 -0700] "GET /q%d HTTP/1.0" 404 %d\n'
+        % (n // 250, n % 250, n % 60, n, n) for n in range(3_000)))
+    resumed, whole = settings, replace(settings, home=tmp_path / "whole",
+                                       topic=settings.topic + "-whole")
+    for target in (resumed, whole):
+        topic.ensure_topic(cluster, target.topic, 1)
+
+    topic.produce_file(cluster, resumed.topic, combined, 1)
+    assert _flow(resumed).returncode == 0
+    topic.produce_file(cluster, resumed.topic, common, 1)
+    second = _flow(resumed)
+    assert second.returncode == 0, second.stderr
+    topic.produce_file(cluster, whole.topic, combined, 1)
+    topic.produce_file(cluster, whole.topic, common, 1)
+    assert _flow(whole).returncode == 0
+
+    def lake_state(target):
+        lake = Lake.open(target.lake)
+        cluster_id = topic.topic_metadata(cluster, target.topic)[0]
+        manifest = Manifest(lake, cluster_id, target.topic)
+        commits = list(manifest.commits(0))
+        return (sum(c.rows for c in commits), sum(c.quarantined for c in commits),
+                manifest.last_formats())
+
+    assert lake_state(resumed) == lake_state(whole)
+    assert lake_state(resumed)[2] == {0: "combined"}
+    assert sum(lake_state(resumed)[:2]) == POLL_RECORDS + 3_000

@@ -1,0 +1,85 @@
+"""`logstack load`: one file into the lake in one go, producing and ingesting at once.
+
+The dataflow starts first, following the topic; this process produces the file meanwhile.
+When every line is in the topic, the true end offset of each partition goes into a small
+file the dataflow's sources watch (`source.write_until`): each partition stops once it is
+idle at its end, so the run ends when the last line is in the lake or the quarantine. Both
+halves keep their guarantees: the producer's (every line taken by the broker, or an
+error) and the dataflow's (each record once, across crashes; a rerun of `logstack flow`
+takes up where a failed load stopped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from logstack_dagster.errors import LogstackError
+from logstack_dagster.ingest import topic
+from logstack_dagster.settings import Settings
+from logstack_dagster.streaming.source import write_until
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a load did: lines produced and the dataflow's summary of what it committed."""
+
+    produced: int
+    summary: dict
+
+
+def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: int = 1,
+              log_format: str | None = None,
+              progress: Callable[[topic.Progress], None] | None = None,
+              interval: float = 5.0) -> Loaded:
+    """Produce `path` into the topic while the dataflow ingests it; return both counts.
+
+    Raises LogstackError naming what failed: the broker, the producer, or the dataflow
+    (with the last lines it wrote to stderr).
+    """
+    cluster = topic.resolve_cluster(settings)
+    topic.wait_reachable(cluster)
+    partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    until = settings.home / f"load-{uuid.uuid4().hex[:12]}.until.json"
+    command = [sys.executable, "-m", "logstack_dagster.streaming.run", "--follow",
+               "--until", str(until), "--processes", str(processes),
+               "--workers", str(workers), "--progress-seconds", "0"]
+    if log_format:
+        command += ["--format", log_format]
+    env = {**os.environ, "KAFKA_BROKERS": cluster.brokers, "KAFKA_TOPIC": settings.topic,
+           "LOGSTACK_HOME": str(settings.home), "LOGSTACK_LAKE": settings.lake}
+    errors = settings.home / f"{until.name}.stderr"
+    with open(errors, "wb") as stderr:
+        flow = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr)
+    try:
+        produced = topic.produce_file(cluster, settings.topic, path, partitions, progress,
+                                      interval=interval)
+        if flow.poll() is None:
+            write_until(until, topic.exact_end_offsets(cluster, settings.topic))
+        out, _ = flow.communicate()
+    except BaseException:
+        flow.terminate()
+        flow.wait()
+        raise
+    finally:
+        until.unlink(missing_ok=True)
+        until.with_name(until.name + ".tmp").unlink(missing_ok=True)
+
+    failure = errors.read_text(errors="replace").strip()
+    errors.unlink(missing_ok=True)
+    if flow.returncode != 0:
+        last = [line for line in failure.splitlines() if "error" in line.lower()]
+        reason = (last or failure.splitlines() or ["no message"])[-1]
+        raise LogstackError(
+            f"produced {produced:,} lines, but the dataflow failed (exit "
+            f"{flow.returncode}): {reason.removeprefix('logstack flow: error: ')}; "
+            "`logstack flow` ingests what is left")
+    return Loaded(produced, json.loads(out.decode().strip().splitlines()[-1]))

@@ -1,0 +1,98 @@
+"""`logstack load`: producing a file and ingesting it at once, against the real broker."""
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from logstack_dagster.ingest import topic
+from logstack_dagster.lake.layout import Lake
+from logstack_dagster.sample.generate import write_log
+from logstack_dagster.streaming.source import until_offset, write_until
+from logstack_dagster_tests.conftest import count_lines, settings_env
+
+pytestmark = pytest.mark.integration
+
+LOGSTACK = str(Path(sys.executable).parent / "logstack")
+
+
+def _run(settings, *args, timeout=300):
+    return subprocess.run([LOGSTACK, *args], env=settings_env(settings), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _lake_counts(settings) -> tuple[int, int, int]:
+    """Rows, quarantined lines, and distinct (partition, offset) pairs over both."""
+    lake = Lake.open(settings.lake)
+    parts = [f"SELECT partition, \"offset\", {int(table == 'requests')} AS row "
+             f"FROM read_parquet('{lake.glob(table)}')"
+             for table in ("requests", "quarantine")
+             if any((Path(settings.lake) / table).rglob("*.parquet"))]
+    rows, records, distinct = duckdb.connect().execute(f"""
+        WITH lines AS ({" UNION ALL ".join(parts)})
+        SELECT sum(row), count(*), count(DISTINCT (partition, "offset")) FROM lines
+    """).fetchone()
+    return rows, records - rows, distinct
+
+
+def test_load_puts_every_line_of_a_real_log_in_the_lake(settings, shared_data):
+    log = shared_data / "nasa-jul95-part.log"
+    lines = count_lines(log)
+
+    result = _run(settings, "load", str(log))
+
+    assert result.returncode == 0, result.stderr
+    rows, quarantined, distinct = _lake_counts(settings)
+    assert rows + quarantined == distinct == lines
+    assert result.stdout.strip() == (
+        f"produced {lines:,} lines to {settings.topic!r}; ingested {lines:,} records: "
+        f"{rows:,} rows, {quarantined:,} quarantined, " + result.stdout.split(", ")[-1].strip())
+
+
+def test_load_as_two_processes_matches_produce_then_flow(settings, tmp_path):
+    log = tmp_path / "generated.log"
+    write_log(log, 40_000, seed=11)
+    separate = replace(settings, home=tmp_path / "separate", topic=settings.topic + "-separate")
+
+    loaded = _run(settings, "load", str(log), "--processes", "2")
+    produced = _run(separate, "produce", str(log))
+    flowed = _run(separate, "flow")
+
+    assert loaded.returncode == produced.returncode == flowed.returncode == 0, (
+        loaded.stderr + produced.stderr + flowed.stderr)
+    rows, quarantined, distinct = _lake_counts(settings)
+    assert rows + quarantined == distinct == 40_000
+    assert (rows, quarantined, distinct) == _lake_counts(separate)
+
+
+def test_a_failed_dataflow_is_reported_after_producing(settings, tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n' * 30)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    env_settings = replace(settings, lake_uri=str(blocked / "lake"))
+
+    result = _run(env_settings, "load", str(log))
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "logstack: error: produced 30 lines, but the dataflow failed (exit 1): cannot open the "
+        f"lake at {blocked / 'lake'}")
+    assert "`logstack flow` ingests what is left" in result.stderr
+    # The lines are in the topic all the same, for a later `logstack flow`.
+    assert sum(topic.exact_end_offsets(topic.resolve_cluster(settings),
+                                       settings.topic).values()) == 30
+
+
+def test_the_end_offsets_file_is_absent_until_written(tmp_path):
+    path = tmp_path / "until.json"
+    assert until_offset(path, 0) is None
+
+    write_until(path, {0: 12, 1: 0})
+
+    assert (until_offset(path, 0), until_offset(path, 1), until_offset(path, 7)) == (12, 0, 0)
+    assert [p.name for p in tmp_path.iterdir()] == ["until.json"]
