@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 import pyarrow as pa
@@ -68,7 +69,14 @@ class LakeSink(FixedPartitionedSink[ProcessedBatch, None]):
 
 
 class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
-    """The writer of one topic partition's records."""
+    """The writer of one topic partition's records.
+
+    A full buffer is written by a thread of the partition's own while the worker goes on
+    parsing: Parquet encoding and file writes leave Python's interpreter lock, so one
+    worker keeps two cores busy. At most one write is under way; a snapshot, the close and
+    the next full buffer wait for it, and raise what it raised, so the recovery store
+    never gets ahead of the lake.
+    """
 
     def __init__(self, manifest: Manifest, partition: int, run_id: str, flush_rows: int):
         self.manifest = manifest
@@ -77,6 +85,8 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         self.flush_rows = flush_rows
         self.buffer: list[ProcessedBatch] = []
         self.buffered = 0
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"lake-{partition}")
+        self.writing: Future | None = None
 
         undone = manifest.recover(partition)
         if undone:
@@ -91,7 +101,7 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
                 self.buffer.append(batch)
                 self.buffered += batch.records
         if self.buffered >= self.flush_rows:
-            self.flush()
+            self.flush(wait=False)
 
     def snapshot(self) -> None:
         self.flush()
@@ -107,13 +117,26 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
             log.error("partition %d: the last batch was not written to the lake: %s",
                       self.partition, exc)
             FAILED_CLOSES.append(exc)
+        finally:
+            self.writer.shutdown(wait=True)
 
-    def flush(self) -> None:
-        """Write, commit and publish everything buffered."""
-        if not self.buffer:
-            return
+    def flush(self, wait: bool = True) -> None:
+        """Write, commit and publish everything buffered: at once, or with `wait` False in
+        the writer thread, after the write under way."""
+        self._wait()
+        if self.buffer:
+            batches, self.buffer, self.buffered = self.buffer, [], 0
+            self.writing = self.writer.submit(self._write, batches)
+        if wait:
+            self._wait()
+
+    def _wait(self) -> None:
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            writing.result()
+
+    def _write(self, batches: list[ProcessedBatch]) -> None:
         started = time.monotonic()
-        batches, self.buffer, self.buffered = self.buffer, [], 0
         rows = pa.concat_tables([b.rows for b in batches])
         quarantine = pa.concat_tables([b.quarantine for b in batches])
         first = min(b.offset_bounds()[0] for b in batches)
