@@ -3,7 +3,12 @@
 The resources take their values from the environment (`settings.py`).
 """
 
-from dagster import Definitions, PipesSubprocessClient, in_process_executor
+from dagster import (
+    Definitions,
+    PipesSubprocessClient,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.alerts import AlertResource, run_failure_alert_sensor
@@ -31,8 +36,11 @@ def build_defs(settings: Settings) -> Definitions:
         sensors=[raw_topic_sensor, late_data_automation_sensor, run_failure_alert_sensor],
         resources=build_resources(settings),
         # Every metric step takes the one-slot DuckDB pool, so steps run one after
-        # another anyway; one process per run saves a Python start-up per step.
-        executor=in_process_executor,
+        # another anyway; one process per run saves a Python start-up per step. With
+        # LOGSTACK_DAGSTER_EXECUTOR=multiprocess each step has a process of its own (the
+        # run config's `execution` then sets max_concurrent); the pool still holds.
+        executor=(multiprocess_executor if settings.dagster_executor == "multiprocess"
+                  else in_process_executor),
     )
 
 

@@ -60,6 +60,7 @@ class Settings:
     flow_processes: int = 1
     flow_workers: int = 1
     sensor_interval_seconds: int = 30
+    dagster_executor: str = "in_process"
 
     @property
     def lake(self) -> str:
@@ -141,7 +142,19 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         flow_processes=_count(env, "LOGSTACK_FLOW_PROCESSES", 1),
         flow_workers=_count(env, "LOGSTACK_FLOW_WORKERS", 1),
         sensor_interval_seconds=_count(env, "LOGSTACK_SENSOR_INTERVAL_SECONDS", 30),
+        dagster_executor=_choice(env, "LOGSTACK_DAGSTER_EXECUTOR", EXECUTORS),
     )
+
+
+EXECUTORS = ("in_process", "multiprocess")
+
+
+def _choice(env, name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first when unset)."""
+    text = env.get(name) or choices[0]
+    if text not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {text!r}")
+    return text
 
 
 def _count(env, name: str, default: int) -> int:

@@ -41,13 +41,12 @@ MULTIPROCESS_TABLES = [TRAFFIC.name, "hourly_status_codes", "hourly_countries",
 
 
 def multiprocess_metrics_job():
-    """Metric assets under the multi-process executor, with the settings of the
-    environment: every step process rebuilds the job from here."""
+    """Metric assets with the settings of the environment, whose executor the test sets
+    to the multi-process one: every step process rebuilds the job from here."""
     from logstack_dagster.definitions import build_defs
 
     job = define_asset_job(MULTIPROCESS_JOB,
-                           selection=AssetSelection.assets(*MULTIPROCESS_TABLES),
-                           executor_def=multiprocess_executor)
+                           selection=AssetSelection.assets(*MULTIPROCESS_TABLES))
     defs = Definitions.merge(build_defs(load_settings()), Definitions(jobs=[job]))
     return defs.resolve_job_def(MULTIPROCESS_JOB)
 
@@ -103,6 +102,8 @@ def test_the_duckdb_pool_keeps_metric_steps_apart_under_the_multiprocess_executo
     for name, value in settings_env(settings).items():
         if name.startswith(("LOGSTACK_", "KAFKA_")):
             monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LOGSTACK_DAGSTER_EXECUTOR", "multiprocess")
+    assert multiprocess_metrics_job().executor_def is multiprocess_executor
 
     with execute_job(
         reconstructable(multiprocess_metrics_job), instance,

@@ -71,3 +71,23 @@ def test_dagster_cli_validates_the_workspace(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_the_executor_is_chosen_by_the_environment(tmp_path):
+    import pytest
+    from dagster import in_process_executor, multiprocess_executor
+
+    from logstack_dagster.definitions import build_defs
+    from logstack_dagster.settings import SettingsError, load_settings
+
+    env = {"LOGSTACK_HOME": str(tmp_path)}
+    chosen = {}
+    for value in ("", "in_process", "multiprocess"):
+        settings = load_settings({**env, "LOGSTACK_DAGSTER_EXECUTOR": value})
+        job = build_defs(settings).resolve_job_def("hourly_metrics_job")
+        chosen[value] = job.executor_def
+    assert chosen == {"": in_process_executor, "in_process": in_process_executor,
+                      "multiprocess": multiprocess_executor}
+    with pytest.raises(SettingsError, match="LOGSTACK_DAGSTER_EXECUTOR must be one of "
+                                            "in_process, multiprocess, not 'threads'"):
+        load_settings({**env, "LOGSTACK_DAGSTER_EXECUTOR": "threads"})
