@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("logstack: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`logstack parse FILE | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except LogstackError as exc:
         print(f"logstack: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILED
@@ -253,7 +258,18 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     print(f"produced {loaded.produced:,} lines to {settings.topic!r}; ingested "
           f"{summary['records']:,} records: {summary['rows']:,} rows, "
           f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+    _warn_if_nothing_parsed(summary)
     return 0
+
+
+def _warn_if_nothing_parsed(summary: dict) -> None:
+    """Say so when a run quarantined every record: most often the log's format changed."""
+    if summary["records"] and not summary["rows"]:
+        print(f"logstack: warning: none of the {summary['records']:,} records parsed; all are "
+              "in the quarantine (see `logstack query \"SELECT reason, format, count(*) FROM "
+              "quarantine GROUP BY ALL\"`). If the log's format changed, `logstack requeue "
+              "--format F` parses them and `logstack flow --format F` reads new lines with it.",
+              file=sys.stderr)
 
 
 def _progress_printer():
@@ -294,6 +310,7 @@ def _flow(args: argparse.Namespace, settings: Settings) -> int:
         return exc.code
     print(f"ingested {summary['records']:,} records: {summary['rows']:,} rows, "
           f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+    _warn_if_nothing_parsed(summary)
     return 0
 
 

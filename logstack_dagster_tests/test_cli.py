@@ -127,3 +127,11 @@ def test_generate_writes_the_lines_asked_for(tmp_path):
     result = _run("generate", "--lines", "2000", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert count_lines(out) == 2000
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    result = subprocess.run(f"{LOGSTACK} generate --lines 200000 | head -1", shell=True,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert result.stdout.count("\n") == 1
+    assert result.stderr == ""

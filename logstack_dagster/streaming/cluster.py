@@ -171,7 +171,7 @@ def _stop(members: list[subprocess.Popen]) -> None:
             member.wait()
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, signum: int = signal.SIGKILL) -> None:
     """Make this member end when the launcher `parent_pid` ends, however it ends.
 
     On Linux the kernel sends SIGKILL at the parent's death (strictly, when the thread that
@@ -180,7 +180,7 @@ def die_with_parent(parent_pid: int) -> None:
     """
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if orphaned(parent_pid):
         os._exit(1)
 

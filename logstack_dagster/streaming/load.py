@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -57,29 +58,52 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     env = {**os.environ, "KAFKA_BROKERS": cluster.brokers, "KAFKA_TOPIC": settings.topic,
            "LOGSTACK_HOME": str(settings.home), "LOGSTACK_LAKE": settings.lake}
     errors = settings.home / f"{until.name}.stderr"
-    with open(errors, "wb") as stderr:
-        flow = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr)
     try:
-        produced = topic.produce_file(cluster, settings.topic, path, partitions, progress,
-                                      interval=interval)
-        if flow.poll() is None:
-            write_until(until, topic.exact_end_offsets(cluster, settings.topic))
-        out, _ = flow.communicate()
-    except BaseException:
-        flow.terminate()
-        flow.wait()
-        raise
+        with open(errors, "wb") as stderr:
+            # The dataflow must not outlive this process, however it ends: it would keep
+            # the topic's ingest lock, following a topic nobody will finish.
+            flow = subprocess.Popen([*command, "--parent-pid", str(os.getpid())], env=env,
+                                    stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            produced = topic.produce_file(cluster, settings.topic, path, partitions, progress,
+                                          interval=interval)
+            if flow.poll() is None:
+                write_until(until, topic.exact_end_offsets(cluster, settings.topic))
+            out, _ = flow.communicate()
+        except LogstackError as exc:
+            _stop(flow)
+            raise LogstackError(f"{exc}; the dataflow was stopped: `logstack flow` ingests "
+                                "what reached the topic") from None
+        except BaseException:
+            _stop(flow)
+            raise
+        failure = errors.read_text(errors="replace").strip()
     finally:
-        until.unlink(missing_ok=True)
-        until.with_name(until.name + ".tmp").unlink(missing_ok=True)
+        for leftover in (until, until.with_name(until.name + ".tmp"), errors):
+            leftover.unlink(missing_ok=True)
 
-    failure = errors.read_text(errors="replace").strip()
-    errors.unlink(missing_ok=True)
     if flow.returncode != 0:
-        last = [line for line in failure.splitlines() if "error" in line.lower()]
-        reason = (last or failure.splitlines() or ["no message"])[-1]
         raise LogstackError(
-            f"produced {produced:,} lines, but the dataflow failed (exit "
-            f"{flow.returncode}): {reason.removeprefix('logstack flow: error: ')}; "
-            "`logstack flow` ingests what is left")
+            f"produced {produced:,} lines, but the dataflow failed "
+            f"({_ended(flow.returncode)}): {_reason(failure)}; `logstack flow` ingests what "
+            "is left")
     return Loaded(produced, json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def _stop(flow: subprocess.Popen) -> None:
+    flow.terminate()
+    flow.wait()
+
+
+def _ended(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
+def _reason(stderr: str) -> str:
+    """The dataflow's own error line, else its last line."""
+    lines = stderr.splitlines()
+    errors = [line for line in lines if "error:" in line or " ERROR " in line]
+    last = (errors or lines or ["no message"])[-1]
+    return last.split("error: ", 1)[-1] if "error: " in last else last

@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -139,7 +140,8 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
                 commands = [_member_command(options, run_id, i, addresses, cluster_id,
                                             partitions) for i in range(options.processes)]
                 try:
-                    run_members(commands, member_env(), keep_fds=[lock.fileno()])
+                    run_members(commands, {**member_env(), **_settings_env(settings, cluster)},
+                                keep_fds=[lock.fileno()])
                     break
                 except MemberFailed as exc:
                     if exc.code != EXIT_CLUSTER_LINK or attempt == CLUSTER_ATTEMPTS:
@@ -205,6 +207,16 @@ def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster
         raise LogstackError(
             f"writing to the lake at {settings.lake} failed: {FAILED_CLOSES[0]}; what was "
             "committed stays, the next run resumes from there")
+
+
+def _settings_env(settings: Settings, cluster: Cluster) -> dict[str, str]:
+    """What a member must read as the launcher did, whether it came from the environment
+    or from flags (`logstack flow --topic T --brokers B`)."""
+    env = {"KAFKA_BROKERS": cluster.brokers, "KAFKA_TOPIC": settings.topic,
+           "LOGSTACK_HOME": str(settings.home)}
+    if settings.lake_uri:
+        env["LOGSTACK_LAKE"] = settings.lake_uri
+    return env
 
 
 def _member_command(options: FlowOptions, run_id: str, index: int, addresses: list[str],
@@ -479,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_CLUSTER_LINK
         return 0
 
+    if args.parent_pid is not None:
+        # Started by `logstack load`: the dataflow must not outlive it.
+        from logstack_dagster.streaming.cluster import die_with_parent
+
+        die_with_parent(args.parent_pid, signal.SIGTERM)
     try:
         with _pipes() as pipes:
             # Under Dagster the log goes to the run's event log; alone, to stderr.

@@ -96,3 +96,71 @@ def test_the_end_offsets_file_is_absent_until_written(tmp_path):
 
     assert (until_offset(path, 0), until_offset(path, 1), until_offset(path, 7)) == (12, 0, 0)
     assert [p.name for p in tmp_path.iterdir()] == ["until.json"]
+
+
+def test_nothing_parsed_is_said_on_stderr(settings, tmp_path):
+    noise = tmp_path / "noise.log"
+    noise.write_bytes(b"".join(b"%064x\n" % (n * 7919) for n in range(40)))
+
+    result = _run(settings, "load", str(noise))
+
+    assert result.returncode == 0, result.stderr
+    assert "ingested 40 records: 0 rows, 40 quarantined" in result.stdout
+    assert "logstack: warning: none of the 40 records parsed" in result.stderr
+    assert "logstack requeue --format F" in result.stderr
+
+
+def test_the_dataflow_of_a_killed_load_ends_with_it(settings, tmp_path):
+    import os
+    import signal
+    import time
+
+    log = tmp_path / "generated.log"
+    write_log(log, 400_000, seed=3)
+    load = subprocess.Popen([LOGSTACK, "load", str(log)], env=settings_env(settings),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flow = None
+    deadline = time.monotonic() + 60
+    while flow is None and time.monotonic() < deadline and load.poll() is None:
+        children = Path(f"/proc/{load.pid}/task/{load.pid}/children")
+        pids = children.read_text().split() if children.exists() else []
+        flow = int(pids[0]) if pids else None
+        time.sleep(0.05)
+    assert flow is not None, "the load never started its dataflow"
+    time.sleep(1.0)
+
+    os.kill(load.pid, signal.SIGKILL)
+    load.wait()
+
+    # The dataflow goes too, so the topic is not left locked, and a plain run finishes.
+    deadline = time.monotonic() + 30
+    while not _gone(flow) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(flow), "the dataflow outlived its load"
+    finish = _run(settings, "flow")
+    assert finish.returncode == 0, finish.stderr
+    in_topic = sum(topic.exact_end_offsets(topic.resolve_cluster(settings),
+                                           settings.topic).values())
+    rows, quarantined, distinct = _lake_counts(settings)
+    assert rows + quarantined == distinct == in_topic > 0
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has ended (exited, or a zombie waiting for its new parent)."""
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
+def test_a_two_process_flow_reads_the_topic_given_as_a_flag(settings, shared_data):
+    log = shared_data / "nasa-jul95-part.log"
+    assert _run(settings, "produce", str(log)).returncode == 0
+    elsewhere = {**settings_env(settings), "KAFKA_TOPIC": "not-this-one"}
+
+    result = subprocess.run([LOGSTACK, "flow", "-p", "2", "--topic", settings.topic],
+                            env=elsewhere, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    rows, quarantined, distinct = _lake_counts(settings)
+    assert rows + quarantined == distinct == count_lines(log)
