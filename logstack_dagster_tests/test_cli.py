@@ -135,3 +135,12 @@ def test_a_reader_that_goes_away_ends_the_output_quietly():
     assert result.returncode == 0
     assert result.stdout.count("\n") == 1
     assert result.stderr == ""
+
+
+def test_more_workers_than_one_machine_runs_are_refused(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_text("x\n")
+    env = {"LOGSTACK_HOME": str(tmp_path), "KAFKA_BROKERS": "127.0.0.1:9"}
+    for command in (["load", str(log)], ["flow"]):
+        result = _run(*command, "--processes", "2", "--workers", "40", env=env)
+        _one_line_error(result, "--processes x --workers is 2 x 40 = 80 workers; at most 64")

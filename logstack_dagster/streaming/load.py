@@ -24,6 +24,7 @@ from pathlib import Path
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest import topic
 from logstack_dagster.settings import Settings
+from logstack_dagster.streaming.run import check_layout
 from logstack_dagster.streaming.source import write_until
 
 
@@ -44,6 +45,7 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     Raises LogstackError naming what failed: the broker, the producer, or the dataflow
     (with the last lines it wrote to stderr).
     """
+    check_layout(processes, workers)
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)

@@ -96,8 +96,22 @@ class Member:
     parent_pid: int
 
 
+# Bytewax runs a thread and a recovery-store file per worker; past this many on one
+# machine a run spends its time starting and scheduling them (500 never finished).
+MAX_WORKERS = 64
+
+
+def check_layout(processes: int, workers: int) -> None:
+    """Refuse more workers in all than one machine runs, naming the flags."""
+    if processes * workers > MAX_WORKERS:
+        raise LogstackError(
+            f"--processes x --workers is {processes} x {workers} = {processes * workers} "
+            f"workers; at most {MAX_WORKERS} run on one machine")
+
+
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     """Run the dataflow to completion and return the summary of what it committed."""
+    check_layout(options.processes, options.workers)
     cluster = resolve_cluster(settings)
     # A broker that is down at the start gets the same grace as one lost mid-run.
     try:
