@@ -233,7 +233,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
 
-    progress, interval = _progress_printer(), _progress_interval()
+    progress, interval = _progress_printer()
     if str(args.file) == "-":
         count = topic.produce(cluster, settings.topic, topic.iter_lines(sys.stdin.buffer),
                               partitions, progress, interval=interval)
@@ -251,9 +251,10 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
         pass
     if args.format:
         _check_format(args.format)
+    progress, interval = _progress_printer()
     loaded = load_file(settings, args.file, processes=args.processes or settings.flow_processes,
                        workers=args.workers or settings.flow_workers, log_format=args.format,
-                       progress=_progress_printer(), interval=_progress_interval())
+                       progress=progress, interval=interval)
     summary = loaded.summary
     print(f"produced {loaded.produced:,} lines to {settings.topic!r}; ingested "
           f"{summary['records']:,} records: {summary['rows']:,} rows, "
@@ -273,8 +274,9 @@ def _warn_if_nothing_parsed(summary: dict) -> None:
 
 
 def _progress_printer():
-    """How producing reports progress: at a terminal one line is redrawn; into a file or
-    a pipe a line is added each time, so a log of a long run shows steady progress."""
+    """How producing reports progress, and how often: at a terminal one line is redrawn
+    twice a second; into a file or a pipe a line is added every 5 seconds, so a log of a
+    long run shows steady progress."""
     from logstack_dagster.ingest import topic
 
     live = sys.stderr.isatty()
@@ -286,11 +288,7 @@ def _progress_printer():
         else:
             print(state.describe(), file=sys.stderr, flush=True)
 
-    return progress
-
-
-def _progress_interval() -> float:
-    return 0.5 if sys.stderr.isatty() else 5.0
+    return progress, 0.5 if live else 5.0
 
 
 def _flow(args: argparse.Namespace, settings: Settings) -> int:

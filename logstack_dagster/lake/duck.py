@@ -63,28 +63,13 @@ def parquet_source(files: list[str], hive_partitioning: bool | None = None) -> s
     return f"read_parquet([{listed}], union_by_name = true{hive})"
 
 
-def hour_source(lake: Lake, table: str, hour: datetime) -> str | None:
-    """A table expression over `table`'s files of one hour, None when it has none.
-
-    Quarantined lines that `logstack requeue` has parsed since are left out: they count
-    as rows now.
-    """
-    from logstack_dagster.lake.requeue import without_requeued
-
-    files = hour_files(lake, table, hour)
-    if not files:
-        return None
-    source = parquet_source(files)
-    return without_requeued(source, lake) if table == QUARANTINE else source
-
-
 def hours_source(lake: Lake, table: str, hours: list[datetime]) -> str | None:
     """A table expression over `table`'s files of the UTC hours `hours`, None when none
     of them has files.
 
     Each row comes with `hour` (TIMESTAMPTZ, first): the hour of the folder it was read
-    from, so grouping by it gives what `hour_source` gives hour by hour. Requeued
-    quarantined lines are left out, as there.
+    from. Quarantined lines that `logstack requeue` has parsed since are left out: they
+    count as rows now.
     """
     from logstack_dagster.lake.requeue import without_requeued
 

@@ -43,7 +43,7 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     """Produce `path` into the topic while the dataflow ingests it; return both counts.
 
     Raises LogstackError naming what failed: the broker, the producer, or the dataflow
-    (with the last lines it wrote to stderr).
+    (with its own error line, or how it was killed).
     """
     check_layout(processes, workers)
     cluster = topic.resolve_cluster(settings)

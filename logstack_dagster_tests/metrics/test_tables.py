@@ -3,7 +3,7 @@
 The lake is a real log (elastic-apache-2015: 41 hours, lines out of time order) with a
 few unparseable lines mixed in, run through the Bytewax dataflow with the real sink and
 enrichment. The reference is each table's one-hour SQL (`MetricTable.select`, which the
-report also runs) over `hour_source`, hour by hour.
+report also runs) over each hour's own files, hour by hour.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.testing import TestingSource, run_main
 
 from logstack_dagster.enrichment.pipeline import RowEnricher
-from logstack_dagster.lake.duck import hour_source, use_lake
+from logstack_dagster.lake.duck import hours_source, use_lake
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
 from logstack_dagster.lake.schema import rows_schema
 from logstack_dagster.metrics.tables import (
@@ -69,10 +69,12 @@ def one_by_one(conn: duckdb.DuckDBPyConnection, lake: Lake, hours: list[datetime
     for hour in hours:
         for name, table, schema in (("hour_rows", ROWS, rows_schema()),
                                     ("hour_quarantine", QUARANTINE, QUARANTINE_SCHEMA)):
-            source = hour_source(lake, table, hour)
+            source = hours_source(lake, table, [hour])
             if source is None:
                 conn.register(f"_{name}_empty", schema.empty_table())
                 source = f"_{name}_empty"
+            else:
+                source = f"(SELECT * EXCLUDE (hour) FROM {source})"
             conn.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
         for metric in METRICS:
             ensure_table(conn, metric)
