@@ -5,10 +5,15 @@ repeats the same few thousand values all day. ``DistinctCache`` keeps every valu
 answered in one Arrow array and the answers in a table aligned with it. A batch then
 costs one ``index_in`` against the known values and one ``take`` of the answer table;
 only values never seen before reach the (Python) look-up, once each.
+
+One cache serves every worker thread of a process: the known values and their answers
+are replaced together, never changed in place, and learning takes a lock, so a value is
+looked up once per process however many workers meet it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -22,6 +27,9 @@ class DistinctCache:
     rows whose key is null) and returns a table of ``schema`` with one row per value, in
     the same order. At most ``max_size`` values are kept; past that the cache starts again
     from the values of the batch at hand.
+
+    ``apply`` may be called from several threads at once; ``look_up`` is only ever called
+    by one of them at a time.
     """
 
     def __init__(self, key: str, schema: pa.Schema,
@@ -32,11 +40,13 @@ class DistinctCache:
         self.schema = schema
         self._look_up = look_up
         self._max_size = max_size
-        self._known: pa.Array | None = None
-        self._answers = schema.empty_table()
+        # (known values, their answers row for row): read in one step, replaced in one step.
+        self._state: tuple[pa.Array, pa.Table] | None = None
+        self._learning = threading.Lock()
 
     def __len__(self) -> int:
-        return 0 if self._known is None else len(self._known)
+        state = self._state
+        return 0 if state is None else len(state[0])
 
     def apply(self, table: pa.Table) -> pa.Table:
         """Return ``table`` with the columns of ``schema`` appended, row for row."""
@@ -51,21 +61,26 @@ class DistinctCache:
         if taken:
             raise ValueError(f"table already has the columns {taken}; enrich it only once")
 
-        if self._known is None:
-            self._known = pa.array([], keys.type)
-        positions = pc.index_in(keys, value_set=self._known)
-        missing = pc.is_null(positions)
-        if pc.any(missing).as_py():
-            self._learn(keys, missing)
-            positions = pc.index_in(keys, value_set=self._known)
+        state = self._state or (pa.array([], keys.type), self.schema.empty_table())
+        positions = pc.index_in(keys, value_set=state[0])
+        if pc.any(pc.is_null(positions)).as_py():
+            with self._learning:
+                # Another thread may have learned some of them while this one waited.
+                state = self._state or state
+                positions = pc.index_in(keys, value_set=state[0])
+                missing = pc.is_null(positions)
+                if pc.any(missing).as_py():
+                    state = self._state = self._learn(keys, missing, *state)
+                    positions = pc.index_in(keys, value_set=state[0])
 
-        answers = self._answers.take(positions)
+        answers = state[1].take(positions)
         for field, column in zip(self.schema, answers.columns, strict=True):
             table = table.append_column(field, column)
         return table
 
-    def _learn(self, keys: pa.ChunkedArray, missing: pa.ChunkedArray) -> None:
-        """Look up the batch's new values and add them to the known ones."""
+    def _learn(self, keys: pa.ChunkedArray, missing: pa.ChunkedArray, known: pa.Array,
+               answers: pa.Table) -> tuple[pa.Array, pa.Table]:
+        """Look up the batch's new values; the known ones and answers with them added."""
         new = pc.unique(pc.filter(keys, missing))
         found = self._look_up(new)
         if found.num_rows != len(new) or found.schema.names != self.schema.names:
@@ -75,11 +90,10 @@ class DistinctCache:
             )
         found = found.cast(self.schema)
 
-        known, answers = self._known, self._answers
         if len(known) + len(new) > self._max_size:
             # Start again from the values this batch needs, so it is still answered whole.
             kept = pc.unique(pc.filter(keys, pc.invert(missing)))
             answers = answers.take(pc.index_in(kept, value_set=known))
             known = kept
-        self._known = pa.concat_arrays([known, new.cast(known.type)])
-        self._answers = pa.concat_tables([answers, found]).combine_chunks()
+        return (pa.concat_arrays([known, new.cast(known.type)]),
+                pa.concat_tables([answers, found]).combine_chunks())

@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import NamedTuple, Self
 
 import geoip2.database
-import geoip2.errors
 import maxminddb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -156,6 +155,11 @@ def _open_reader(path: str | Path, kind: str) -> geoip2.database.Reader:
     return reader
 
 
+def _open_records(path: str | Path) -> maxminddb.Reader:
+    """The records of a database `_open_reader` has checked, for look-ups."""
+    return maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+
+
 class GeoEnricher:
     """Look up where client addresses are and who runs their network.
 
@@ -163,6 +167,11 @@ class GeoEnricher:
     GeoLite2-City); ``asn_db`` an optional GeoLite2-ASN database, without which ``asn`` and
     ``as_org`` stay null. ``cache_size`` bounds how many addresses are remembered between
     batches. One instance is meant for one worker; it is not safe to share across threads.
+
+    geoip2 opens and checks the databases; the look-ups read the same files' records as
+    ``maxminddb`` (the reader geoip2 is built on) gives them, plain dicts, and take the
+    English names from them as geoip2's models would. Building those models cost two
+    thirds of a look-up, about 20 of 30 µs, on every new address of a log.
     """
 
     def __init__(
@@ -179,6 +188,8 @@ class GeoEnricher:
             city_db = default_city_db_path()
         self._city = _open_reader(city_db, "City")
         self._asn = _open_reader(asn_db, "ASN") if asn_db is not None else None
+        self._city_records = _open_records(city_db)
+        self._asn_records = _open_records(asn_db) if asn_db is not None else None
         self._cache: OrderedDict[str, _Answer] = OrderedDict()
         self._cache_size = cache_size
 
@@ -235,8 +246,10 @@ class GeoEnricher:
     def close(self) -> None:
         """Close the database files."""
         self._city.close()
+        self._city_records.close()
         if self._asn is not None:
             self._asn.close()
+            self._asn_records.close()
 
     def __enter__(self) -> Self:
         return self
@@ -269,26 +282,20 @@ class GeoEnricher:
         if scope != "public":
             return _NO_ANSWER._replace(ip_scope=scope)
 
-        country = country_name = region = city = None
-        latitude = longitude = None
-        try:
-            found = self._city.city(ip)
-            country = found.country.iso_code
-            country_name = found.country.name
-            region = found.subdivisions.most_specific.name
-            city = found.city.name
-            latitude = found.location.latitude
-            longitude = found.location.longitude
-        except geoip2.errors.AddressNotFoundError:
-            pass
-
+        place = self._city_records.get(ip) or {}
+        country = place.get("country") or {}
+        location = place.get("location") or {}
+        regions = place.get("subdivisions")
         asn = as_org = None
-        if self._asn is not None:
-            try:
-                network = self._asn.asn(ip)
-                asn = network.autonomous_system_number
-                as_org = network.autonomous_system_organization
-            except geoip2.errors.AddressNotFoundError:
-                pass
+        if self._asn_records is not None:
+            network = self._asn_records.get(ip) or {}
+            asn = network.get("autonomous_system_number")
+            as_org = network.get("autonomous_system_organization")
+        return _Answer(country.get("iso_code"), _english(country),
+                       _english(regions[-1]) if regions else None, _english(place.get("city")),
+                       location.get("latitude"), location.get("longitude"), asn, as_org, scope)
 
-        return _Answer(country, country_name, region, city, latitude, longitude, asn, as_org, scope)
+
+def _english(record: dict | None) -> str | None:
+    """A record's English name, the one geoip2's models give by default."""
+    return ((record or {}).get("names") or {}).get("en")

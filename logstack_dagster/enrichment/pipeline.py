@@ -3,10 +3,12 @@
     GeoIP (place, network)  ->  user agent (human or bot, browser, bot name)
                             ->  referrer (where from) and static asset or page
 
-Each stage appends its own columns and keeps its own per-distinct-value cache, so one
-``RowEnricher`` belongs to one dataflow worker. GeoIP answers are kept as Arrow columns
-here too (``DistinctCache``): ``GeoEnricher`` alone turns each batch's distinct addresses
-into Python objects and back, which cost more than all the other stages together.
+Each stage appends its own columns and keeps its own per-distinct-value cache. GeoIP
+answers are kept as Arrow columns here too (``DistinctCache``): ``GeoEnricher`` alone turns
+each batch's distinct addresses into Python objects and back, which cost more than all the
+other stages together. The workers of a process share one ``RowEnricher``: the GeoIP and
+user-agent look-ups run only inside a ``DistinctCache``, which learns each value once for
+all of them.
 """
 
 from __future__ import annotations

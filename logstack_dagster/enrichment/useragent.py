@@ -35,6 +35,7 @@ import pyarrow as pa
 from crawlerdetect import CrawlerDetect
 from ua_parser import OS, BasicResolver, Device, Domain, Parser, UserAgent, load_builtins
 
+from logstack_dagster.enrichment.botscan import BatchBotScan, Scan
 from logstack_dagster.enrichment.distinct import DistinctCache
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ class UserAgentEnricher:
         self._parser = Parser(_best_resolver())
         self._crawlers = CrawlerDetect()
         self._bots = tuple((_matcher(b.pattern), b) for b in BOTS)
+        self._batch_scan = BatchBotScan([(_needles(b.pattern), b.pattern) for b in BOTS])
         self._cache = DistinctCache("user_agent", USER_AGENT_SCHEMA, self._look_up,
                                     max_size=cache_size)
 
@@ -298,19 +300,22 @@ class UserAgentEnricher:
 
     def _look_up(self, agents: pa.Array) -> pa.Table:
         """One row of ``USER_AGENT_SCHEMA`` for each of ``agents``, in order."""
-        infos = [self.classify(agent) for agent in agents.to_pylist()]
+        texts = [None if a is None else a.strip() for a in agents.to_pylist()]
+        scans = self._batch_scan.scan(texts)
+        infos = [_EMPTY_INFO if text is None else self._classify(text, scan)
+                 for text, scan in zip(texts, scans, strict=True)]
         columns = [pa.array([info[i] for info in infos], field.type)
                    for i, field in enumerate(USER_AGENT_SCHEMA)]
         return pa.Table.from_arrays(columns, schema=USER_AGENT_SCHEMA)
 
-    def _classify(self, user_agent: str) -> UserAgentInfo:
+    def _classify(self, user_agent: str, scan: Scan | None = None) -> UserAgentInfo:
         text = user_agent.strip()
         if text in ("", "-", '"-"'):
             return _EMPTY_INFO
 
         parsed = self._parser(text, Domain.ALL)
         os_family = _family(parsed.os)
-        bot = self._bot(text, parsed.user_agent, parsed.device)
+        bot = self._bot(text, parsed.user_agent, parsed.device, scan)
         if bot is not None:
             return UserAgentInfo(BOT, True, bot.name, bot.category, None, None, os_family, "bot")
 
@@ -320,17 +325,25 @@ class UserAgentEnricher:
         return UserAgentInfo(HUMAN, False, None, None, browser, _version(parsed.user_agent),
                              os_family, _device_class(text, os_family, parsed.device))
 
-    def _bot(self, text: str, agent: UserAgent | None, device: Device | None) -> Bot | None:
-        """The bot behind ``text`` as our table names it, a nameless one, or None."""
-        lowered = text.lower()
-        for found, bot in self._bots:
-            if found(text, lowered):
-                return bot
+    def _bot(self, text: str, agent: UserAgent | None, device: Device | None,
+             scan: Scan | None = None) -> Bot | None:
+        """The bot behind ``text`` as our table names it, a nameless one, or None.
+        ``scan``, when given, is what a batch pass already found out about ``text``."""
+        if scan is not None and scan.scanned:
+            if scan.table_entry is not None:
+                return self._bots[scan.table_entry][1]
+        else:
+            lowered = text.lower()
+            for found, bot in self._bots:
+                if found(text, lowered):
+                    return bot
 
         spider = device is not None and device.family == "Spider"
-        if not (self._crawlers.is_crawler(text) or spider):
+        crawler = (scan is None or scan.may_crawl) and self._crawlers.is_crawler(text)
+        if not (crawler or spider):
             return None
-        return Bot("", _bot_name(text, agent, spider, self._crawlers.get_matches()), UNKNOWN_BOT)
+        matched = self._crawlers.get_matches() if crawler else None
+        return Bot("", _bot_name(text, agent, spider, matched), UNKNOWN_BOT)
 
 
 def _matcher(pattern: str) -> Callable[[str, str], bool]:
@@ -339,11 +352,17 @@ def _matcher(pattern: str) -> Callable[[str, str], bool]:
     Most entries are plain names; a substring test on the lowered text finds those four
     times faster than a regex, and every agent of a browser is tried against them all.
     """
-    needles = tuple(n.lower() for n in pattern.split("|"))
-    if all(_PLAIN.fullmatch(n) for n in needles):
+    needles = _needles(pattern)
+    if needles is not None:
         return lambda _text, lowered: any(n in lowered for n in needles)
     compiled = re.compile(pattern, re.IGNORECASE)
     return lambda text, _lowered: compiled.search(text) is not None
+
+
+def _needles(pattern: str) -> tuple[str, ...] | None:
+    """The lower-cased names a plain pattern (``a|b|c``) stands for; None for a regex."""
+    needles = tuple(n.lower() for n in pattern.split("|"))
+    return needles if all(_PLAIN.fullmatch(n) for n in needles) else None
 
 
 def _family(found: UserAgent | OS | None) -> str | None:

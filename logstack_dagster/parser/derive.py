@@ -4,6 +4,7 @@ Values that need Python (IPv6 canonical form, percent-decoding, odd request line
 computed once per distinct value on the few rows that need them, then scattered back.
 """
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -78,6 +79,8 @@ def _canonical_ips(client):
     return pc.replace_with_mask(ip, odd, fixed)
 
 
+# IPv6 clients come back batch after batch; the ipaddress module takes microseconds each.
+@functools.lru_cache(maxsize=1 << 16)
 def _canonical_ip(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text.strip("[]")))

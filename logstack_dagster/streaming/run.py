@@ -304,9 +304,12 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
     known = {} if fixed else Manifest(Lake.open(settings.lake), cluster_id,
                                       settings.topic).last_formats()
 
+    # One enricher for all the workers of this process: its caches learn each address and
+    # agent once, where an enricher per worker would look every one up once per worker.
+    enricher = (RowEnricher(settings.geoip_city_db, settings.geoip_asn_db,
+                            settings.site_hosts) if options.enrich else None)
+
     def processor() -> BatchProcessor:
-        enricher = (RowEnricher(settings.geoip_city_db, settings.geoip_asn_db,
-                                settings.site_hosts) if options.enrich else None)
         return BatchProcessor(fixed, enricher, known)
 
     return build_flow(source, sink, PerWorker(processor))
@@ -316,14 +319,11 @@ class PerWorker:
     """A BatchProcessor of each worker's own, made by `make` on the worker's first batch.
 
     Bytewax hands every worker thread of a process the same flow object, so a processor
-    built once is shared by all of them, and the caches of its enrichment (the address
-    and user-agent `DistinctCache`s, the GeoIP LRU) are not safe to share between threads.
-    With two workers per process, a thread answering a batch while another one learned
-    new addresses found the known addresses out of line with their answers: an index out
-    of bounds once a cache was full and started again (about half the runs of 2 processes
-    x 2 workers on a generated 1M-line log); nothing but timing kept it from giving rows
-    another address's place. Each processor sees the batches of the topic partitions its
-    worker reads, so formats are still detected per partition.
+    built once would be shared by all of them. A processor keeps the format it detected
+    for each partition its worker reads; the enrichment behind it is shared, and its
+    caches are made for that (`DistinctCache`: with caches that were not, two workers
+    found known addresses out of line with their answers, an index out of bounds in about
+    half the runs of 2 processes x 2 workers on a generated 1M-line log).
 
     The first processor is made at once, so that a bad format or GeoIP database is
     reported before the dataflow starts; the first worker takes it.

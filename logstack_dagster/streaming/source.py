@@ -55,6 +55,10 @@ class TopicSource(KafkaSource):
             "fetch.queue.backoff.ms": "10",
             **self._add_config,
         }
+        if not self._tail:
+            # The end of a partition is known from a fetch that found nothing, which the
+            # broker holds for this long (500 ms by default) waiting for new records.
+            config.setdefault("fetch.wait.max.ms", "50")
         start = OFFSET_BEGINNING if resume_state is None else resume_state
         return TopicPartitionReader(config, topic, int(index), start, self._batch_size,
                                     self._tail, self.until)
@@ -92,19 +96,26 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
         if self.at_end:
             raise StopIteration()
         messages = self.consumer.consume(self.batch_size - len(self.offsets), 0.05)
-        offsets, stamps, values = self.offsets, self.stamps, self.values
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == ConfluentKafkaError._PARTITION_EOF:
-                    # Hand on what came before the end; stop at the next call.
-                    self.at_end = True
-                    break
+        # A message at a time, but in comprehensions: this is per-record Python work, and
+        # it holds the interpreter lock that the other workers of the process wait for.
+        failed = [m for m in messages if m.error() is not None]
+        if failed:
+            error = failed[0].error()
+            if error.code() != ConfluentKafkaError._PARTITION_EOF:
                 raise RuntimeError(f"reading topic {self.topic!r} partition "
                                    f"{self.partition} failed: {error}")
-            offsets.append(message.offset())
-            stamps.append(message.timestamp()[1])
-            values.append(message.value() or b"")
+            # Hand on what came before the end; stop at the next call.
+            self.at_end = True
+            messages = messages[:messages.index(failed[0])]
+        offsets, stamps, values = self.offsets, self.stamps, self.values
+        if messages:
+            first, last = messages[0].offset(), messages[-1].offset()
+            if last - first + 1 == len(messages):
+                offsets.extend(range(first, last + 1))
+            else:  # gaps: transaction markers, a compacted topic
+                offsets.extend([m.offset() for m in messages])
+            stamps.extend([m.timestamp()[1] for m in messages])
+            values.extend([m.value() or b"" for m in messages])
 
         full = len(offsets) >= self.batch_size
         idle = self.tail and not messages

@@ -15,15 +15,15 @@ from logstack_dagster.enrichment.geoip import (
 
 
 class CountingReader:
-    """Wraps a geoip2 reader to count which addresses reach the database."""
+    """Wraps a database's record reader to count which addresses reach the database."""
 
     def __init__(self, reader) -> None:
         self.reader = reader
         self.asked: list[str] = []
 
-    def city(self, ip: str):
+    def get(self, ip: str):
         self.asked.append(ip)
-        return self.reader.city(ip)
+        return self.reader.get(ip)
 
     def __getattr__(self, name: str):
         return getattr(self.reader, name)
@@ -37,8 +37,8 @@ def geo() -> GeoEnricher:
 
 @pytest.fixture
 def counting(geo: GeoEnricher) -> CountingReader:
-    counter = CountingReader(geo._city)
-    geo._city = counter
+    counter = CountingReader(geo._city_records)
+    geo._city_records = counter
     return counter
 
 
@@ -153,8 +153,8 @@ def test_cache_is_bounded_and_keeps_recent_addresses() -> None:
         geo.enrich(table([f"8.8.{i}.1" for i in range(50)]))
         assert geo.cache_len == 10
 
-        counting = CountingReader(geo._city)
-        geo._city = counting
+        counting = CountingReader(geo._city_records)
+        geo._city_records = counting
         geo.enrich(table(["8.8.49.1", "8.8.0.1"]))
 
     assert counting.asked == ["8.8.0.1"]
@@ -243,3 +243,38 @@ def test_asn_database_fills_asn_and_organisation(tmp_path: Path) -> None:
 
     assert out.column("asn").to_pylist() == [15169, None, None]
     assert out.column("as_org").to_pylist() == ["GOOGLE", None, None]
+
+
+def test_answers_are_those_of_geoip2s_models(geo: GeoEnricher) -> None:
+    """The look-ups read raw records; every field must still be what geoip2 answers."""
+    import random
+
+    import geoip2.database
+    import geoip2.errors
+
+    rng = random.Random(11)
+    ips = [".".join(str(rng.randint(1, 254)) for _ in range(4)) for _ in range(3_000)]
+    ips += [f"2a0{rng.randint(0, 9)}:{rng.randint(0, 0xFFFF):x}::{rng.randint(1, 0xFFFF):x}"
+            for _ in range(1_000)]
+    rows = geo.enrich(table(ips)).to_pylist()
+
+    compared = 0
+    with geoip2.database.Reader(str(default_city_db_path())) as reader:
+        for ip, row in zip(ips, rows, strict=True):
+            if row["ip_scope"] != "public":
+                continue
+            try:
+                found = reader.city(ip)
+            except geoip2.errors.AddressNotFoundError:
+                assert row["country"] is None and row["latitude"] is None, ip
+                continue
+            expected = (found.country.iso_code, found.country.name,
+                        found.subdivisions.most_specific.name, found.city.name,
+                        found.location.latitude, found.location.longitude)
+            got = tuple(row[k] for k in ("country", "country_name", "region", "city",
+                                         "latitude", "longitude"))
+            assert got == expected, ip
+            compared += 1
+    # Most of them are in the database, many with a region and a city.
+    assert compared > 2_500
+    assert sum(1 for r in rows if r["city"]) > 500

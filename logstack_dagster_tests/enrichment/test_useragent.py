@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
@@ -155,9 +158,9 @@ def test_each_distinct_agent_is_classified_once_across_batches() -> None:
     asked: list[str] = []
     classify = agents._classify
 
-    def counting(agent: str):
+    def counting(agent: str, *hint):
         asked.append(agent)
-        return classify(agent)
+        return classify(agent, *hint)
 
     agents._classify = counting
     enrich(agents, [CURL, SAFARI_IPHONE, CURL, CURL])
@@ -208,3 +211,45 @@ def test_applebot_extended_is_not_taken_for_applebot(agents) -> None:
     assert agents.classify(plain).bot_name == "Applebot"
     assert agents.classify(plain).bot_category == "search_engine"
     assert agents.classify("Applebot-Extended/0.1").bot_category == "ai_crawler"
+
+
+def _agents_of(path: Path) -> list[str]:
+    from logstack_dagster.parser import parse_lines
+
+    rows = parse_lines(path.read_bytes().splitlines()).rows
+    if "user_agent" not in rows.column_names:
+        return []
+    return [a for a in rows.column("user_agent").unique().to_pylist() if a is not None]
+
+
+def test_a_batch_of_agents_is_classified_as_one_at_a_time(shared_data: Path) -> None:
+    """New agents are tested for bots a batch at a time (RE2 over the batch); every answer
+    must be the one the one-at-a-time path gives, bot names included."""
+    from crawlerdetect.providers.crawlers import data as crawler_patterns
+
+    from logstack_dagster.sample.generate import generate_lines
+
+    agents = {a for log in sorted(shared_data.glob("*.log")) for a in _agents_of(log)}
+    generated = b"\n".join(generate_lines(20_000, seed=3)).splitlines()
+    agents |= {line.split(b'"')[5].decode() for line in generated if line.count(b'"') >= 6}
+    # A name of each of crawlerdetect's plain patterns, inside a browser-like agent.
+    agents |= {f"Mozilla/5.0 (compatible; {p}/1.0; +http://example.com/)"
+               for p in crawler_patterns if re.fullmatch(r"[\w .-]+", p)}
+    agents |= {
+        "YandexSearch/1.0", "YandexBot/3.0", "Yandex", "  curl/8.1  ", "\tWget/1.21",
+        "Mozilla/5.0 (compatible; Bot\u212a/1.0)",  # Kelvin sign: lowers to an ASCII k
+        "Mozilla/5.0 (Windows NT 10.0) Chrome/120.0 Safari/537.36 \u00e9t\u00e9",
+        "Googlebot-Image/1.0 \u2603", "-", "", "\"-\"", "Mozilla/5.0",
+    }
+    agents = sorted(agents)
+    assert len(agents) > 1_500
+
+    batch = UserAgentEnricher().enrich(pa.table({"user_agent": pa.array(agents, pa.string())}))
+    one_by_one = UserAgentEnricher()
+    differing = [(agent, row, one_by_one.classify(agent)._asdict())
+                 for agent, row in zip(agents, batch.select(USER_AGENT_SCHEMA.names).to_pylist(),
+                                       strict=True)
+                 if row != one_by_one.classify(agent)._asdict()]
+    assert differing == []
+    bots = sum(batch.column("is_bot").to_pylist())
+    assert bots > 1_000 and bots < len(agents)
