@@ -6,10 +6,10 @@ alternation of some 1,500 patterns, which Python's regex engine tries one after 
 at every position of the text (about 800 µs). Over a batch, each table entry is one
 kernel call for all its agents, and the crawler list one RE2 automaton.
 
-RE2 and Python's ``re`` find the same matches in ASCII text for the patterns RE2 accepts;
-an agent with any other character is left to the one-at-a-time path. crawlerdetect still
-gives the final word, and the pattern that matched: the automaton only rules out the
-agents no crawler pattern can match, which in a log are most of them (browsers).
+RE2 and Python's ``re`` find the same matches in ASCII text for the patterns RE2 accepts
+(both take the leftmost match, and of the alternatives there the first); an agent with
+any other character is left to the one-at-a-time path, as is one that a pattern RE2
+cannot take as it is (it takes a looser form of it) could have matched.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Scan(NamedTuple):
     scanned: bool  # False: not ASCII, classify it the slow way
     table_entry: int | None  # index of the first bot-table entry that matches, if any
     may_crawl: bool  # False: no crawlerdetect pattern can match it
+    crawler_match: str | None = None  # the text crawlerdetect matches, when known here
 
 
 _NOT_SCANNED = Scan(False, None, True)
@@ -58,10 +59,17 @@ class BatchBotScan:
         self.entries = list(entries)
         self.exclusions = "(?i)(" + "|".join(exclusion_patterns) + ")"
         self.crawlers = "(" + "|".join(_re2_superset(p) for p in crawler_patterns) + ")"
+        # The text of the first match, as the first group: a lazy prefix finds the leftmost.
+        self.first_crawler = "(?is)^.*?" + self.crawlers + ".*$"
+        loosened = [_re2_superset(p) for p in crawler_patterns if _re2_superset(p) != p]
+        self.loosened = "(" + "|".join(loosened) + ")" if loosened else None
         try:
             probe = pa.array(["x"])
             pc.replace_substring_regex(probe, self.exclusions, "")
             pc.match_substring_regex(probe, self.crawlers, ignore_case=True)
+            pc.replace_substring_regex(probe, self.first_crawler, r"\1")
+            if self.loosened:
+                pc.match_substring_regex(probe, self.loosened, ignore_case=True)
             for needles, pattern in self.entries:
                 if needles is None:
                     pc.match_substring_regex(probe, pattern, ignore_case=True)
@@ -97,8 +105,25 @@ class BatchBotScan:
         cleaned = pc.replace_substring_regex(texts, self.exclusions, "")
         crawl = pc.fill_null(pc.match_substring_regex(cleaned, self.crawlers, ignore_case=True),
                              False).to_numpy(zero_copy_only=False)
-        return [Scan(True, int(f) if f >= 0 else None, bool(c)) if a else _NOT_SCANNED
-                for a, f, c in zip(ascii_, first, crawl, strict=True)]
+        matches = self._crawler_matches(cleaned, np.flatnonzero(crawl & ascii_))
+        return [Scan(True, int(f) if f >= 0 else None, bool(c), matches.get(i)) if a
+                else _NOT_SCANNED
+                for i, (a, f, c) in enumerate(zip(ascii_, first, crawl, strict=True))]
+
+    def _crawler_matches(self, cleaned: pa.Array, hits: np.ndarray) -> dict[int, str]:
+        """The text crawlerdetect would match in each of the agents at `hits`, where RE2's
+        answer is sure to be Python's: not where a loosened pattern matches."""
+        if not len(hits):
+            return {}
+        texts = cleaned.take(pa.array(hits))
+        found = pc.replace_substring_regex(texts, self.first_crawler, r"\1").to_pylist()
+        unsure = [False] * len(hits)
+        if self.loosened:
+            unsure = pc.match_substring_regex(texts, self.loosened,
+                                              ignore_case=True).to_pylist()
+        # An empty match is no crawler to crawlerdetect; let it say so itself.
+        return {int(i): text for i, text, loose in zip(hits, found, unsure, strict=True)
+                if text and not loose}
 
 
 def _re2_superset(pattern: str) -> str:

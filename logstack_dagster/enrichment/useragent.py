@@ -339,10 +339,15 @@ class UserAgentEnricher:
                     return bot
 
         spider = device is not None and device.family == "Spider"
-        crawler = (scan is None or scan.may_crawl) and self._crawlers.is_crawler(text)
+        if scan is not None and scan.scanned and scan.crawler_match is not None:
+            crawler, matched = True, scan.crawler_match
+        elif scan is None or scan.may_crawl:
+            crawler = self._crawlers.is_crawler(text)
+            matched = self._crawlers.get_matches() if crawler else None
+        else:
+            crawler, matched = False, None
         if not (crawler or spider):
             return None
-        matched = self._crawlers.get_matches() if crawler else None
         return Bot("", _bot_name(text, agent, spider, matched), UNKNOWN_BOT)
 
 

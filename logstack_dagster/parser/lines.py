@@ -39,11 +39,14 @@ def format_free_rejects(text: pa.Array, max_line_bytes: int) -> tuple[pa.Array, 
 
     rejects = []
     if not pc.all(keep).as_py():
-        flags = zip(blank.to_pylist(), too_long.to_pylist(), lengths.to_pylist())
-        for i, (is_blank, is_long, length) in enumerate(flags):
+        # Only the few refused lines are looked at one by one.
+        refused = pc.indices_nonzero(pc.invert(keep))
+        flags = zip(refused.to_pylist(), pc.take(blank, refused).to_pylist(),
+                    pc.take(lengths, refused).to_pylist())
+        for i, is_blank, length in flags:
             if is_blank is None or is_blank:
                 rejects.append((i, "empty", "line is empty or only white space"))
-            elif is_long:
+            else:
                 rejects.append((i, "too_long", f"line is {length} bytes, over the limit of "
                                                f"{max_line_bytes} bytes"))
     return keep, rejects
