@@ -166,7 +166,8 @@ class GeoEnricher:
     ``city_db`` is a GeoIP2/GeoLite2 City database (default: the bundled December 2019
     GeoLite2-City); ``asn_db`` an optional GeoLite2-ASN database, without which ``asn`` and
     ``as_org`` stay null. ``cache_size`` bounds how many addresses are remembered between
-    batches. One instance is meant for one worker; it is not safe to share across threads.
+    batches. An instance is not safe to share across threads (``RowEnricher`` calls it
+    from inside a ``DistinctCache``, one thread at a time).
 
     geoip2 opens and checks the databases; the look-ups read the same files' records as
     ``maxminddb`` (the reader geoip2 is built on) gives them, plain dicts, and take the

@@ -14,6 +14,9 @@ Three sources decide, in this order:
 3. ``ua-parser`` (uap-core's rules): browser, operating system and device. Its device
    family ``Spider`` marks a few more bots.
 
+The new agents of a batch go through the first two together, on RE2 (``botscan``), and
+get the answers they would get one at a time.
+
 Every row gets a ``ua_class``:
 
 - ``bot``: one of the sources above recognised a bot (``is_bot`` is true only here).
@@ -269,7 +272,8 @@ class UserAgentEnricher:
     """Classify the user agents of log rows: human or bot, which browser, which bot.
 
     ``cache_size`` bounds how many distinct agents are remembered between batches. One
-    instance is meant for one worker; it is not safe to share across threads.
+    instance may serve several threads through ``enrich``, whose cache lets one of them
+    classify at a time; ``classify`` itself is not safe to call from two threads at once.
     """
 
     def __init__(self, *, cache_size: int = 100_000) -> None:
