@@ -60,7 +60,8 @@ class BatchBotScan:
         self.exclusions = "(?i)(" + "|".join(exclusion_patterns) + ")"
         self.crawlers = "(" + "|".join(_re2_superset(p) for p in crawler_patterns) + ")"
         # The text of the first match, as the first group: a lazy prefix finds the leftmost.
-        self.first_crawler = "(?is)^.*?" + self.crawlers + ".*$"
+        # The prefix and the rest take line breaks too; the patterns' own "." does not.
+        self.first_crawler = r"(?i)^[\s\S]*?" + self.crawlers + r"[\s\S]*$"
         loosened = [_re2_superset(p) for p in crawler_patterns if _re2_superset(p) != p]
         self.loosened = "(" + "|".join(loosened) + ")" if loosened else None
         try:

@@ -240,6 +240,8 @@ def test_a_batch_of_agents_is_classified_as_one_at_a_time(shared_data: Path) -> 
         "Mozilla/5.0 (compatible; Bot\u212a/1.0)",  # Kelvin sign: lowers to an ASCII k
         "Mozilla/5.0 (Windows NT 10.0) Chrome/120.0 Safari/537.36 \u00e9t\u00e9",
         "Googlebot-Image/1.0 \u2603", "-", "", "\"-\"", "Mozilla/5.0",
+        # A line break inside: "." of a crawler pattern does not match it.
+        "Java\noutbrain spider/1.0", "NewsBlur \nFinder Crawler", "Java/1.8 outbrain",
     }
     agents = sorted(agents)
     assert len(agents) > 1_500
