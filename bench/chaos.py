@@ -81,9 +81,14 @@ def run(scratch: Path, lines: int, partitions: int, kills: int, workers: int,
     metrics_total = metric_total(scratch / "home")
     ok = (counts["records"] == counts["distinct"] == produced == sum(ends.values())
           and counts["missing"] == 0 and metrics_total == produced and attempts == 1)
-    return {"ok": ok, "processes": processes, "workers": workers, "produced": produced,
-            "kills": killed, "final_attempts": attempts, **counts,
-            "metrics_total": metrics_total, "partition_ends": ends}
+    verdict = {"ok": ok, "processes": processes, "workers": workers, "produced": produced,
+               "kills": killed, "final_attempts": attempts, **counts,
+               "metrics_total": metrics_total, "partition_ends": ends}
+    if kills and not killed:
+        # Counting right after runs that were never killed proves nothing about crashes.
+        verdict.update(ok=False, problem="the first run finished before its kill; "
+                                         "give more --lines")
+    return verdict
 
 
 def kill_repeatedly(env: dict, workers: int, kills: int, rng: random.Random,
