@@ -5,8 +5,8 @@ splits them by UTC hour (event time for rows; for quarantined lines the event ti
 parsed neighbour, else the broker's record time), writes one file per hour and table
 (staged on a local disk, under its final name on object storage), commits the batch to
 the manifest, then publishes the files (see `lake/manifest.py`). A flush happens when
-the buffer is large, at each Bytewax snapshot (so that what the recovery store says was
-read is also in the lake) and when the input ends.
+the buffer holds the partition's share of `BUFFER_ROWS`, at each Bytewax snapshot (so
+that what the recovery store says was read is also in the lake) and when the input ends.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ from logstack_dagster.streaming.batch import ProcessedBatch
 
 log = logging.getLogger(__name__)
 
-FLUSH_ROWS = 100_000
+# Rows buffered before a write, for all the partitions of a topic together: each partition
+# holds up to its share in its buffer and as much again in the write under way, so memory
+# does not grow with the number of partitions. A partition's share is at least one poll.
+BUFFER_ROWS = 200_000
+MIN_FLUSH_ROWS = 20_000
+
+
+def flush_rows_for(partitions: int) -> int:
+    """The rows a partition of a topic of `partitions` partitions buffers before a write."""
+    return max(MIN_FLUSH_ROWS, BUFFER_ROWS // max(partitions, 1))
 
 
 FAILED_CLOSES: list[OSError] = []
@@ -49,13 +58,13 @@ class LakeSink(FixedPartitionedSink[ProcessedBatch, None]):
     """Writes `(partition_key, ProcessedBatch)` items into the lake under the manifest."""
 
     def __init__(self, lake_uri: str, cluster: str, topic: str, partitions: int,
-                 run_id: str, flush_rows: int = FLUSH_ROWS):
+                 run_id: str, flush_rows: int | None = None):
         self.lake_uri = lake_uri
         self.cluster = cluster
         self.topic = topic
         self.partitions = partitions
         self.run_id = run_id
-        self.flush_rows = flush_rows
+        self.flush_rows = flush_rows or flush_rows_for(partitions)
 
     def list_parts(self) -> list[str]:
         return [partition_key(p) for p in range(self.partitions)]

@@ -136,7 +136,8 @@ def test_dataflow_killed_mid_run_on_s3_then_rerun_counts_every_line_once(
         s3_settings, cluster, tmp_path):
     settings = s3_settings
     log = tmp_path / "sample.log"
-    write_log(log, 60_000, seed=5)
+    # Long enough that a run resumed after a kill is still reading at its first commit.
+    write_log(log, 200_000, seed=5)
     partitions = topic.ensure_topic(cluster, settings.topic, 2)
     produced = topic.produce_file(cluster, settings.topic, log, partitions)
     cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
@@ -145,7 +146,7 @@ def test_dataflow_killed_mid_run_on_s3_then_rerun_counts_every_line_once(
     kills = []
     for _ in range(2):
         before = sum(c.records for c in manifest.commits())
-        process = subprocess.Popen([*FLOW, "--epoch-seconds", "0.5"], env=_env(settings),
+        process = subprocess.Popen([*FLOW, "--epoch-seconds", "0.2"], env=_env(settings),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)
         # Kill it once it has committed something more, while it is still reading.
