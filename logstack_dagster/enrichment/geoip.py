@@ -283,18 +283,29 @@ class GeoEnricher:
         if scope != "public":
             return _NO_ANSWER._replace(ip_scope=scope)
 
-        place = self._city_records.get(ip) or {}
+        # A zone (fe80::1%eth0) names the link an address was seen on, not a place.
+        address = ip.split("%", 1)[0]
+        place = _record(self._city_records, address)
         country = place.get("country") or {}
         location = place.get("location") or {}
         regions = place.get("subdivisions")
         asn = as_org = None
         if self._asn_records is not None:
-            network = self._asn_records.get(ip) or {}
+            network = _record(self._asn_records, address)
             asn = network.get("autonomous_system_number")
             as_org = network.get("autonomous_system_organization")
         return _Answer(country.get("iso_code"), _english(country),
                        _english(regions[-1]) if regions else None, _english(place.get("city")),
                        location.get("latitude"), location.get("longitude"), asn, as_org, scope)
+
+
+def _record(reader: maxminddb.Reader, address: str) -> dict:
+    """The database's record for `address`, empty when it has none or cannot hold one
+    (an IPv6 address in an IPv4-only database)."""
+    try:
+        return reader.get(address) or {}
+    except ValueError:
+        return {}
 
 
 def _english(record: dict | None) -> str | None:

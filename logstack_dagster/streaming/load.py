@@ -85,10 +85,12 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
             leftover.unlink(missing_ok=True)
 
     if flow.returncode != 0:
-        raise LogstackError(
-            f"produced {produced:,} lines, but the dataflow failed "
-            f"({_ended(flow.returncode)}): {_reason(failure)}; `logstack flow` ingests what "
-            "is left")
+        reason = _reason(failure)
+        # A batch that failed to process fails `logstack flow` too; its message says so.
+        hint = "" if "processing a batch failed" in reason else (
+            "; `logstack flow` ingests what is left")
+        raise LogstackError(f"produced {produced:,} lines, but the dataflow failed "
+                            f"({_ended(flow.returncode)}): {reason}{hint}")
     return Loaded(produced, json.loads(out.decode().strip().splitlines()[-1]))
 
 

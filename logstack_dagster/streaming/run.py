@@ -210,6 +210,13 @@ def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster
                  recovery_config=RecoveryConfig(str(recovery / "db")), **where)
     except Exception as exc:
         cause = _os_error(exc)
+        if cause is None and WORKER_ERRORS and member is None:
+            # Bytewax wraps it in an error about the step; say what went wrong first.
+            first = WORKER_ERRORS[0]
+            log.error("a worker failed", exc_info=first)
+            raise LogstackError(
+                f"processing a batch failed: {type(first).__name__}: {first}; what was "
+                "committed stays, and the next run meets this batch again") from exc
         if cause is None:
             raise
         raise LogstackError(

@@ -278,3 +278,27 @@ def test_answers_are_those_of_geoip2s_models(geo: GeoEnricher) -> None:
     # Most of them are in the database, many with a region and a city.
     assert compared > 2_500
     assert sum(1 for r in rows if r["city"]) > 500
+
+
+def test_an_address_with_a_zone_is_placed_without_it(geo: GeoEnricher) -> None:
+    out = geo.enrich(table(["2a00:1450::1%eth0", "2a00:1450::1", "fe80::1%eth0"])).to_pylist()
+
+    assert out[0]["country"] == out[1]["country"] is not None
+    assert out[0]["ip_scope"] == "public"
+    assert out[2]["ip_scope"] == "link_local" and out[2]["country"] is None
+
+
+def test_an_ipv4_only_database_leaves_ipv6_clients_unplaced(tmp_path: Path) -> None:
+    mmdb_writer = pytest.importorskip("mmdb_writer")
+    from netaddr import IPSet
+
+    writer = mmdb_writer.MMDBWriter(ip_version=4, database_type="GeoLite2-City")
+    writer.insert_network(IPSet(["8.8.8.0/24"]), {"country": {"iso_code": "US"}})
+    path = tmp_path / "GeoLite2-City-v4.mmdb"
+    writer.to_db_file(str(path))
+
+    with GeoEnricher(city_db=path) as geo:
+        out = geo.enrich(table(["8.8.8.8", "2a00:1450::1"]))
+
+    assert out.column("country").to_pylist() == ["US", None]
+    assert out.column("ip_scope").to_pylist() == ["public", "public"]

@@ -149,3 +149,19 @@ def test_line_cut_inside_its_user_agent_is_kept_and_flagged():
     assert [r["line_truncated"] for r in rows] == [True, False]
     assert rows[0]["user_agent"] == "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) Chrome/32."
     assert rows[0]["status_code"] == 200
+
+
+def test_a_line_cut_short_in_the_sample_does_not_make_a_combined_log_common():
+    cut = GOOD.split(b' "-" "ua"')[0]  # ends after the size: a common line
+    lines = [GOOD] * 150 + [cut] + [GOOD] * 49
+
+    result = parse_lines(lines)
+
+    assert result.format_name == "combined"
+    assert result.rows["user_agent"].to_pylist()[0] == "ua"
+    assert result.accepted + result.rejected == 200
+
+
+def test_a_common_log_with_a_few_combined_lines_stays_common():
+    common = GOOD.split(b' "-" "ua"')[0]
+    assert parse_lines([common] * 190 + [GOOD] * 10).format_name == "common"
