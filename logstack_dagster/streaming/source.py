@@ -50,7 +50,7 @@ class TopicSource(KafkaSource):
             # Fetch in large pieces: a poll can then fill its batch (about 5 MB of a
             # combined log) from the client's queue. Each partition has a client of its own,
             # holding up to a fetch and a queue of these sizes: 16 MB each cost a 4-partition
-            # topic about 90 MB more memory than 8 MB each, for no speed.
+            # topic 50 to 90 MB more memory than 8 MB each, for no speed.
             "fetch.max.bytes": str(8 << 20),
             "max.partition.fetch.bytes": str(8 << 20),
             "queued.max.messages.kbytes": str(8 << 10),
