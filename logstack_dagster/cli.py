@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             brokers=getattr(args, "brokers", None), topic=getattr(args, "topic", None),
             partitions=getattr(args, "partitions", None))
         return args.handler(args, settings) or 0
-    except KeyboardInterrupt:
-        print("logstack: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # An interruption that knows how far it got says so (see ProduceInterrupted).
+        print(f"logstack: interrupted: {exc}" if str(exc) else "logstack: interrupted",
+              file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`logstack parse FILE | head`): stop quietly, as Unix tools do.

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -205,9 +207,13 @@ def exact_end_offsets(cluster: Cluster, topic: str, timeout: float = 10.0) -> di
 
 
 def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Every line of `stream` without its newline; a last line without one is kept."""
+    """Every line of `stream` without its newline; a last line without one is kept.
+
+    Reads what the stream has (`read1`), so lines from a pipe go on as they come rather
+    than once a whole chunk has arrived."""
+    read = getattr(stream, "read1", stream.read)
     rest = b""
-    while chunk := stream.read(READ_CHUNK):
+    while chunk := read(READ_CHUNK):
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         yield from lines
@@ -309,41 +315,45 @@ def produce(
     sent = read = 0
     lines = iter(lines)
     too_long = None
-    while not too_long and (run := list(itertools.islice(lines, SPREAD))):
-        if max(map(len, run)) > RECORD_BYTES:
-            at = next(n for n, line in enumerate(run) if len(line) > RECORD_BYTES)
-            too_long = (sent + at + 1, len(run[at]))
-            run = run[:at]
-        # One partition per run, handed to the client in one call.
-        messages = [{"value": line} for line in run]
-        partition = (sent // SPREAD) % partitions
-        while messages:
-            queued = producer.produce_batch(topic, messages, partition=partition,
-                                            on_delivery=delivered)
-            if queued == len(messages):
-                break
-            # What the client did not take carries an `_error`; a full queue drains.
-            refused = [m for m in messages if "_error" in m]
-            error = refused[0]["_error"]
-            if error.code() != KafkaError._QUEUE_FULL:
-                raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {error}")
-            for message in refused:
-                del message["_error"]
-            messages = refused
-            producer.poll(0.05)
-        sent += len(run)
-        read += sum(map(len, run)) + len(run)
-        producer.poll(0)
-        if progress is not None and sent % 10_000 == 0:
-            now = time.monotonic()
-            if now >= next_report:
-                progress(Progress(sent, read, now - started, total_bytes))
-                next_report = now + interval
+    # Ctrl-C stops at the next run of lines, then waits for what the client took. Known
+    # limit: a run waits for SPREAD lines, so lines piped in slowly wait for their run.
+    with DeferredInterrupt() as ctrl_c:
+        while (not too_long and not ctrl_c.asked
+               and (run := list(itertools.islice(lines, SPREAD)))):
+            if max(map(len, run)) > RECORD_BYTES:
+                at = next(n for n, line in enumerate(run) if len(line) > RECORD_BYTES)
+                too_long = (sent + at + 1, len(run[at]))
+                run = run[:at]
+            # One partition per run, handed to the client in one call.
+            messages = [{"value": line} for line in run]
+            partition = (sent // SPREAD) % partitions
+            while messages:
+                queued = producer.produce_batch(topic, messages, partition=partition,
+                                                on_delivery=delivered)
+                if queued == len(messages):
+                    break
+                # What the client did not take carries an `_error`; a full queue drains.
+                refused = [m for m in messages if "_error" in m]
+                error = refused[0]["_error"]
+                if error.code() != KafkaError._QUEUE_FULL:
+                    raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {error}")
+                for message in refused:
+                    del message["_error"]
+                messages = refused
+                producer.poll(0.05)
+            sent += len(run)
+            read += sum(map(len, run)) + len(run)
+            producer.poll(0)
+            if progress is not None and sent % 10_000 == 0:
+                now = time.monotonic()
+                if now >= next_report:
+                    progress(Progress(sent, read, now - started, total_bytes))
+                    next_report = now + interval
 
-    try:
-        left = producer.flush(60)
-    except KafkaException as exc:
-        raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {exc}") from exc
+        try:
+            left = producer.flush(60)
+        except KafkaException as exc:
+            raise BrokerUnreachable(f"producing to {cluster.brokers} failed: {exc}") from exc
     if too_long and not failures and not left:
         number, size = too_long
         raise LogstackError(
@@ -356,9 +366,43 @@ def produce(
             f"the broker at {cluster.brokers} did not take every record of topic "
             f"{topic!r}: {reason}"
         )
+    if ctrl_c.asked:
+        raise ProduceInterrupted(
+            f"the first {sent:,} lines reached topic {topic!r}, the rest did not; producing "
+            f"them again would count them twice: go on from line {sent + 1:,}")
     if progress is not None:
         progress(Progress(sent, read, time.monotonic() - started, total_bytes, finished=True))
     return sent
+
+
+class ProduceInterrupted(KeyboardInterrupt):
+    """Ctrl-C while producing, raised once what the client had taken is in the topic."""
+
+
+class DeferredInterrupt:
+    """Holds a first Ctrl-C (SIGINT) back until the code asks for it in `asked`; a second
+    one interrupts at once. Without it, Ctrl-C could land between the client taking
+    records and their count, and no one could say exactly which lines reached the topic.
+    Only the main thread handles signals: elsewhere it does nothing."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._previous = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
 
 
 def produce_file(

@@ -61,3 +61,41 @@ def test_a_line_too_large_for_one_record_stops_producing_and_is_named(cluster, s
         "line 2,501 is 1,000,001 bytes, over the 1,000,000 bytes one record may hold; "
         "the 2,500 lines before it were produced, it and the rest were not")
     assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == 2_500
+
+
+def test_ctrl_c_while_producing_says_exactly_which_lines_reached_the_topic(cluster, settings):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from logstack_dagster_tests.conftest import settings_env
+
+    lines = [b"line %d" % n for n in range(7_500)]
+    producing = subprocess.Popen([sys.executable, "-m", "logstack_dagster.cli", "produce", "-"],
+                                 stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=settings_env(settings))
+    try:
+        # Five runs of lines go out; the producer then waits for a sixth on its input.
+        producing.stdin.write(b"\n".join(lines[:5 * topic.SPREAD]) + b"\n")
+        producing.stdin.flush()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ends = topic.exact_end_offsets(cluster, settings.topic, timeout=2)
+            if sum(ends.values()) >= 5 * topic.SPREAD:
+                break
+            time.sleep(0.2)
+        producing.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        # Ctrl-C waits for the run under way, then stops: the rest is never read.
+        producing.stdin.write(b"\n".join(lines[5 * topic.SPREAD:]) + b"\n")
+        producing.stdin.flush()
+        err = producing.communicate(timeout=60)[1].decode()
+    finally:
+        producing.kill()
+
+    assert producing.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        f"logstack: interrupted: the first 6,000 lines reached topic {settings.topic!r}, the "
+        "rest did not; producing them again would count them twice: go on from line 6,001")
+    assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == 6_000
