@@ -62,11 +62,12 @@ class BatchBotScan:
     def __init__(self, entries: Sequence[tuple[tuple[str, ...] | None, str]]) -> None:
         self.entries = list(entries)
         self.exclusions = "(?i)(" + "|".join(exclusion_patterns) + ")"
-        self.crawlers = "(" + "|".join(_re2_superset(p) for p in crawler_patterns) + ")"
+        supersets = [_LOOKAROUND.sub("", p) for p in crawler_patterns]
+        self.crawlers = "(" + "|".join(supersets) + ")"
         # The text of the first match, as the first group: a lazy prefix finds the leftmost.
         # The prefix and the rest take line breaks too; the patterns' own "." does not.
         self.first_crawler = r"(?i)^[\s\S]*?" + self.crawlers + r"[\s\S]*$"
-        loosened = [_re2_superset(p) for p in crawler_patterns if _re2_superset(p) != p]
+        loosened = [loose for loose, p in zip(supersets, crawler_patterns) if loose != p]
         self.loosened = "(" + "|".join(loosened) + ")" if loosened else None
         try:
             probe = pa.array(["x"])
@@ -132,7 +133,3 @@ class BatchBotScan:
         # An empty match is no crawler to crawlerdetect; let it say so itself.
         return {int(i): text for i, text, loose in zip(hits, found, unsure, strict=True)
                 if text and not loose}
-
-
-def _re2_superset(pattern: str) -> str:
-    return _LOOKAROUND.sub("", pattern)

@@ -24,7 +24,7 @@ from pathlib import Path
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest import topic
 from logstack_dagster.settings import Settings
-from logstack_dagster.streaming.run import check_layout
+from logstack_dagster.streaming.run import EXIT_BATCH_FAILED, check_layout
 from logstack_dagster.streaming.source import write_until
 
 
@@ -85,12 +85,11 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
             leftover.unlink(missing_ok=True)
 
     if flow.returncode != 0:
-        reason = _reason(failure)
         # A batch that failed to process fails `logstack flow` too; its message says so.
-        hint = "" if "processing a batch failed" in reason else (
-            "; `logstack flow` ingests what is left")
+        hint = ("" if flow.returncode == EXIT_BATCH_FAILED
+                else "; `logstack flow` ingests what is left")
         raise LogstackError(f"produced {produced:,} lines, but the dataflow failed "
-                            f"({_ended(flow.returncode)}): {reason}{hint}")
+                            f"({_ended(flow.returncode)}): {_reason(failure)}{hint}")
     return Loaded(produced, json.loads(out.decode().strip().splitlines()[-1]))
 
 

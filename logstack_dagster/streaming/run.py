@@ -49,6 +49,8 @@ EXIT_BROKER_LOST = 3
 # communication threads) while its own workers raised nothing. The launcher starts the
 # cluster again for this one; the summary says how many attempts the run took.
 EXIT_CLUSTER_LINK = 4
+# A batch that failed to process: the next run meets it again, so no retry helps.
+EXIT_BATCH_FAILED = 5
 CLUSTER_ATTEMPTS = 3
 
 WORKER_ERRORS: list[Exception] = []
@@ -107,6 +109,10 @@ def check_layout(processes: int, workers: int) -> None:
         raise LogstackError(
             f"--processes x --workers is {processes} x {workers} = {processes * workers} "
             f"workers; at most {MAX_WORKERS} run on one machine")
+
+
+class BatchFailed(LogstackError):
+    """Processing a batch raised; the error is the worker's own, not Bytewax's wrapper."""
 
 
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
@@ -214,7 +220,7 @@ def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster
             # Bytewax wraps it in an error about the step; say what went wrong first.
             first = WORKER_ERRORS[0]
             log.error("a worker failed", exc_info=first)
-            raise LogstackError(
+            raise BatchFailed(
                 f"processing a batch failed: {type(first).__name__}: {first}; what was "
                 "committed stays, and the next run meets this batch again") from exc
         if cause is None:
@@ -530,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     except MemberFailed as exc:
         print(f"logstack flow: error: {exc}", file=sys.stderr)
         return exc.code
+    except BatchFailed as exc:
+        print(f"logstack flow: error: {exc}", file=sys.stderr)
+        return EXIT_BATCH_FAILED
     except LogstackError as exc:
         print(f"logstack flow: error: {exc}", file=sys.stderr)
         return 1
