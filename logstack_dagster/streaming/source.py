@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from logstack_dagster.streaming.batch import RawBatch
@@ -23,6 +23,7 @@ from logstack_dagster.streaming.batch import RawBatch
 # is spread over many lines, small enough to keep a batch's tables a few MB.
 POLL_RECORDS = 20_000
 READ_WAIT, FOLLOW_WAIT = 0.005, 0.05  # seconds a poll waits for records; see below
+WATERMARK_TIMEOUT = 2.0  # seconds to wait for a partition's first offset
 
 
 class TopicSource(KafkaSource):
@@ -57,6 +58,10 @@ class TopicSource(KafkaSource):
             # Once that queue is full, librdkafka waits this long before fetching again
             # (1 s by default): the dataflow drains it in a fraction of that and then stalls.
             "fetch.queue.backoff.ms": "10",
+            # An offset the broker no longer has (deleted by retention after the run that
+            # read up to it) restarts the partition at its first record still there; the
+            # default, the end, would skip every record in between.
+            "auto.offset.reset": "earliest",
             **self._add_config,
         }
         if not self._tail:
@@ -84,6 +89,8 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
     def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
                  tail: bool, until: Path | None = None):
         self.consumer = Consumer(config)
+        if start == OFFSET_BEGINNING:
+            start = first_offset(self.consumer, topic, partition)
         self.consumer.assign([TopicPartition(topic, partition, start)])
         self.topic = topic
         self.partition = partition
@@ -149,6 +156,22 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def first_offset(consumer: Consumer, topic: str, partition: int) -> int:
+    """The first offset `partition` holds, or OFFSET_BEGINNING if the broker does not say.
+
+    Given OFFSET_BEGINNING, librdkafka asks for the offset only when a timer of 500 ms runs
+    out, which it starts before it knows the partition's leader: the first record of a fresh
+    run came after about 585 ms, against 80 ms when asked here first (4 ms). A broker that
+    does not answer in `WATERMARK_TIMEOUT` leaves it to librdkafka, as before.
+    """
+    try:
+        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                timeout=WATERMARK_TIMEOUT)
+    except KafkaException:
+        return OFFSET_BEGINNING
+    return low
 
 
 def until_offset(path: Path, partition: int) -> int | None:
