@@ -156,25 +156,40 @@ def hour_dir(hour: datetime) -> str:
     return f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
 
 
+# Runs (stretches of rows of one hour) in a table above which `split_by_hour` sorts rather
+# than slices: each slice becomes a chunk of its hour's columns, and many small chunks
+# write slowly.
+MAX_RUNS = 256
+
+
 def split_by_hour(table: pa.Table, times: pa.ChunkedArray) -> Iterator[tuple[datetime, pa.Table]]:
     """`table`'s rows grouped by the UTC hour of `times` (one time per row): each hour,
     as an aware UTC datetime, with its rows in their order."""
     if table.num_rows == 0:
         return
     hours = pc.floor_temporal(times, unit="hour")
-    # Rows of one hour made contiguous (a stable sort; logs mostly arrive in time order,
-    # where the sort changes nothing), then cut into zero-copy slices.
-    order = pc.sort_indices(hours)
-    if not pc.all(pc.equal(order, pa.array(range(len(order)), order.type))).as_py():
-        table, hours = table.take(order), hours.take(order)
     hours = hours.combine_chunks() if isinstance(hours, pa.ChunkedArray) else hours
+    # Logs mostly arrive in time order: the rows of an hour are a few runs, each a zero-copy
+    # slice. Sorting and copying the whole table whenever a few lines came late cost the
+    # 4-partition 1M-line generated log (36 late stretches) 2.0 against 1.55 CPU s in the
+    # writers and 130 MB more peak memory.
     runs = pc.run_end_encode(hours)
+    values, ends = runs.values.to_pylist(), runs.run_ends.to_pylist()
+    if len(values) > MAX_RUNS:
+        order = pc.sort_indices(hours)  # stable: an hour's rows keep their order
+        table, hours = table.take(order), hours.take(order)
+        runs = pc.run_end_encode(hours)
+        values, ends = runs.values.to_pylist(), runs.run_ends.to_pylist()
+    pieces: dict[datetime, list[tuple[int, int]]] = {}
     start = 0
-    for hour, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-        yield (hour.astimezone(timezone.utc) if hour.tzinfo
-               else hour.replace(tzinfo=timezone.utc)), table.slice(start, end - start)
+    for hour, end in zip(values, ends, strict=True):
+        pieces.setdefault(hour, []).append((start, end - start))
         start = end
-
+    for hour in sorted(pieces):
+        slices = [table.slice(offset, length) for offset, length in pieces[hour]]
+        rows = slices[0] if len(slices) == 1 else pa.concat_tables(slices)
+        yield (hour.astimezone(timezone.utc) if hour.tzinfo
+               else hour.replace(tzinfo=timezone.utc)), rows
 
 # Columns whose min/max are worth keeping in each row group (queries filter by time, status
 # and source offset); computing them for every long string column cost a third of the
