@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # holds up to its share in its buffer and as much again in the write under way, so the
 # rows held do not grow with the number of partitions until a share is down to one poll.
 # Known limit: each partition still has its own writer and client buffers, so a process
-# reading many partitions holds more (16 of them on a 1M-line log: 1.06 GiB).
+# reading many partitions holds more (16 of them on a 1M-line log: 1.03 GiB).
 BUFFER_ROWS = 200_000
 MIN_FLUSH_ROWS = 20_000
 
