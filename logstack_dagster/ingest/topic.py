@@ -95,11 +95,12 @@ def wait_reachable(cluster: Cluster, timeout: float = 10.0) -> None:
                     return
             except (OSError, ValueError):
                 continue
-        if time.monotonic() + pause > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise BrokerUnreachable(
                 f"no Kafka broker answered at {cluster.brokers} within {timeout:g} s"
             )
-        time.sleep(pause)
+        time.sleep(min(pause, remaining))
         pause = min(pause * 2, 2.0)
 
 

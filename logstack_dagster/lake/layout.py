@@ -153,7 +153,8 @@ class Lake:
 def hour_dir(hour: datetime) -> str:
     """Hive-style folder of the UTC hour that starts at `hour`."""
     hour = hour.astimezone(timezone.utc)
-    return f"year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
+    # Four digits, as Hive and ISO write them (`%Y` gives `1` for the year 1 here).
+    return f"year={hour.year:04d}/month={hour:%m}/day={hour:%d}/hour={hour:%H}"
 
 
 # Runs (stretches of rows of one hour) in a table above which `split_by_hour` sorts rather
@@ -167,6 +168,10 @@ def split_by_hour(table: pa.Table, times: pa.ChunkedArray) -> Iterator[tuple[dat
     as an aware UTC datetime, with its rows in their order."""
     if table.num_rows == 0:
         return
+    if times.type.tz not in (None, "UTC"):
+        # Arrow floors a zoned time to the hours of its zone (XX:30 UTC in India), and
+        # DuckDB hands times over in the session's zone.
+        times = times.cast(pa.timestamp(times.type.unit, "UTC"))
     hours = pc.floor_temporal(times, unit="hour")
     hours = hours.combine_chunks() if isinstance(hours, pa.ChunkedArray) else hours
     # Logs mostly arrive in time order: the rows of an hour are a few runs, each a zero-copy
@@ -191,6 +196,7 @@ def split_by_hour(table: pa.Table, times: pa.ChunkedArray) -> Iterator[tuple[dat
         yield (hour.astimezone(timezone.utc) if hour.tzinfo
                else hour.replace(tzinfo=timezone.utc)), rows
 
+
 # Columns whose min/max are worth keeping in each row group (queries filter by time, status
 # and source offset); computing them for every long string column cost a third of the
 # encoding and filtered nothing.
@@ -207,7 +213,8 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def hour_key(hour: datetime) -> str:
     """The Dagster partition key of an hour (`YYYY-MM-DD-HH:00`, UTC)."""
-    return f"{hour.astimezone(timezone.utc):%Y-%m-%d-%H}:00"
+    hour = hour.astimezone(timezone.utc)
+    return f"{hour.year:04d}-{hour:%m-%d-%H}:00"
 
 
 def _local_root(path: str) -> str:

@@ -1,6 +1,7 @@
 """`parse_lines`: one batch of raw records in, accepted rows and rejects out."""
 
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -10,10 +11,12 @@ from logstack_dagster.parser.derive import derive_rows
 from logstack_dagster.parser.detect import detect_in_text
 from logstack_dagster.parser.formats import JSON, W3C, LogFormat
 from logstack_dagster.parser.jsonlines import parse_json
+from logstack_dagster.parser.lenient import quote
 from logstack_dagster.parser.lines import format_free_rejects, to_text
 from logstack_dagster.parser.presets import resolve_format
 from logstack_dagster.parser.schema import ParseResult, rejects_table
 from logstack_dagster.parser.textparse import parse_text
+from logstack_dagster.parser.timefields import UTC_US
 from logstack_dagster.parser.w3c import parse_w3c
 
 # Twice the 32 KiB a default Kafka-friendly record allows for URL-heavy lines; a longer line
@@ -48,13 +51,33 @@ def parse_lines(
     else:
         raw, more = parse_text(text, keep, chosen)
 
+    raw, beyond = _beyond_datetime(raw, text)
     rows = derive_rows(raw)
     if not _ascending(rows["line_index"]):
         rows = rows.sort_by("line_index")
-    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more),
+    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more + beyond),
                          format_name=chosen.name, log_format=chosen)
     _check_accounted(result, len(text))
     return result
+
+
+# The instants Python's datetime holds, which the lake's hour folders and its readers use:
+# a time that only Arrow can hold (`01/Jan/0001:00:00:00 +1400` is in year 0 in UTC) would
+# fail every write of its batch.
+EARLIEST = pa.scalar(datetime(1, 1, 1, tzinfo=timezone.utc), UTC_US)
+LATEST = pa.scalar(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), UTC_US)
+
+
+def _beyond_datetime(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
+    """`raw` without the rows timed outside EARLIEST to LATEST, and rejects for those."""
+    times = raw["event_time"]
+    beyond = pc.fill_null(pc.or_(pc.less(times, EARLIEST), pc.greater(times, LATEST)), False)
+    if not pc.any(beyond).as_py():
+        return raw, []
+    rejects = [(i, "bad_timestamp", "timestamp is outside the years 1 to 9999 in UTC: "
+                + quote(text[i].as_py()))
+               for i in pc.filter(raw["line_index"], beyond).to_pylist()]
+    return raw.filter(pc.invert(beyond)), rejects
 
 
 def _ascending(index: pa.ChunkedArray) -> bool:

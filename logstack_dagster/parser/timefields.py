@@ -181,7 +181,10 @@ def parse_time(text: str) -> tuple[datetime, str | None]:
         shift = _offset(offset)
     except ValueError as exc:
         raise BadTimestamp(f"timestamp {text!r} is not a real time: {exc}") from None
-    utc = (local - shift).replace(tzinfo=timezone.utc)
+    try:
+        utc = (local - shift).replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise BadTimestamp(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
     return utc, offset
 
 

@@ -27,13 +27,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
 from logstack_dagster.settings import Settings, load_settings
+
+E = TypeVar("E", bound=BaseException)
 
 if TYPE_CHECKING:
     from logstack_dagster.streaming.batch import ProcessedBatch, RawBatch
@@ -215,7 +217,11 @@ def _execute(settings: Settings, options: FlowOptions, cluster: Cluster, cluster
                  epoch_interval=timedelta(seconds=options.epoch_seconds),
                  recovery_config=RecoveryConfig(str(recovery / "db")), **where)
     except Exception as exc:
-        cause = _os_error(exc)
+        if _cause(exc, KeyboardInterrupt) is not None:
+            # Bytewax wraps a Ctrl-C that arrives inside a step in an error about the step.
+            raise KeyboardInterrupt("what was committed stays; `logstack flow` resumes "
+                                    "from there") from None
+        cause = _cause(exc, OSError)
         if cause is None and WORKER_ERRORS and member is None:
             # Bytewax wraps it in an error about the step; say what went wrong first.
             first = WORKER_ERRORS[0]
@@ -374,11 +380,12 @@ def check_writable(lake_uri: str) -> None:
         raise LogstackError(f"the lake at {lake_uri} is not writable: {exc}") from None
 
 
-def _os_error(exc: BaseException) -> OSError | None:
-    """The operating-system error behind a dataflow failure (disk full, no permission)."""
+def _cause(exc: BaseException, kind: type[E]) -> E | None:
+    """The exception of `kind` behind a dataflow failure, if any: an operating-system error
+    (disk full, no permission) or a Ctrl-C."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, OSError):
+        if isinstance(exc, kind):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

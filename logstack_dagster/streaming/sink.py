@@ -192,4 +192,4 @@ def _by_hour(table_name: str, table: pa.Table, times: pa.ChunkedArray,
 
 
 def _iso_hour(hour: datetime) -> str:
-    return hour.strftime("%Y-%m-%dT%H:00:00Z")
+    return f"{hour.year:04d}-{hour:%m-%dT%H}:00:00Z"

@@ -171,7 +171,8 @@ def first_offset(consumer: Consumer, topic: str, partition: int) -> int:
                                                 timeout=WATERMARK_TIMEOUT)
     except KafkaException:
         return OFFSET_BEGINNING
-    return low
+    # A negative answer would be one of librdkafka's logical offsets (-1 is the end).
+    return low if low >= 0 else OFFSET_BEGINNING
 
 
 def until_offset(path: Path, partition: int) -> int | None:

@@ -47,3 +47,18 @@ def test_rows_are_cut_into_hours_keeping_their_order(late, max_runs, monkeypatch
     split = _split(table)
     assert split == _by_sorting(table)
     assert [hour for hour, _ in split] == [START + timedelta(hours=h) for h in range(6)]
+
+
+def test_times_in_another_zone_are_cut_into_utc_hours():
+    """DuckDB hands `logstack requeue` its times in the session's zone; India's is +05:30."""
+    times = [START + timedelta(minutes=m) for m in (10, 50, 70)]
+    zoned = pa.array(times, pa.timestamp("us", "UTC")).cast(pa.timestamp("us", "Asia/Kolkata"))
+    table = pa.table({"event_time": zoned, "n": pa.array([0, 1, 2], pa.int64())})
+
+    assert _split(table) == [(START, [0, 1]), (START + timedelta(hours=1), [2])]
+
+
+def test_hours_before_the_year_1000_have_four_digit_years():
+    hour = datetime(1, 1, 1, 5, tzinfo=timezone.utc)
+    assert layout.hour_dir(hour) == "year=0001/month=01/day=01/hour=05"
+    assert layout.hour_key(hour) == "0001-01-01-05:00"

@@ -75,6 +75,28 @@ def test_bad_timestamp_status_and_bytes_have_their_own_reasons():
     assert "'10/Okt/2000:13:55:36 -0700'" in result.rejects["message"].to_pylist()[0]
 
 
+def test_times_outside_the_years_1_to_9999_in_utc_are_refused_in_every_path():
+    """Arrow holds them, Python's datetime does not: every write of their batch failed."""
+    iso = '$remote_addr - - [$time_iso8601] "$request" $status $body_bytes_sent'
+    lines = [
+        GOOD.replace(b"10/Oct/2000:13:55:36 -0700", b"01/Jan/0001:00:00:00 +1400"),  # year 0
+        GOOD.replace(b"10/Oct/2000:13:55:36 -0700", b"31/Dec/9999:23:30:00 -0100"),  # 10000
+        GOOD.replace(b"10/Oct/2000:13:55:36 -0700", b"1/Jan/0001:00:00:00 +1400"),  # lenient
+        GOOD.replace(b"10/Oct/2000:13:55:36 -0700", b"01/Jan/0001:00:00:00 -0100"),  # year 1
+        GOOD,
+    ]
+    result = parse_lines(lines, "combined")
+    assert _reasons(result) == {0: "bad_timestamp", 1: "bad_timestamp", 2: "bad_timestamp"}
+    assert all("outside the years 1 to 9999" in m for m in result.rejects["message"].to_pylist())
+    assert [t.year for t in result.rows["event_time"].to_pylist()] == [1, 2000]
+
+    iso_lines = [b'192.0.2.1 - - [0001-01-01T00:00:00+14:00] "GET / HTTP/1.1" 200 5',
+                 b'192.0.2.1 - - [2019-12-02T17:00:00+00:00] "GET / HTTP/1.1" 200 5']
+    result = parse_lines(iso_lines, iso)
+    assert _reasons(result) == {0: "bad_timestamp"}
+    assert result.rows["line_index"].to_pylist() == [1]
+
+
 def test_tabs_lower_case_months_and_odd_offsets_are_read():
     lines = [
         GOOD.replace(b"- - [", b"-\t-\t["),

@@ -112,3 +112,48 @@ def test_a_resumed_partition_keeps_the_format_it_was_read_with(settings, cluster
     assert lake_state(resumed) == lake_state(whole)
     assert lake_state(resumed)[2] == {0: "combined"}
     assert sum(lake_state(resumed)[:2]) == POLL_RECORDS + 3_000
+
+
+def test_ctrl_c_stops_a_following_flow_in_one_line_and_the_next_run_goes_on(settings, cluster,
+                                                                             tmp_path):
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    first, more = tmp_path / "first.log", tmp_path / "more.log"
+    for path, start in ((first, 0), (more, 500)):
+        path.write_bytes(b"".join(
+            b'10.0.0.%d - - [10/Oct/2000:13:55:%02d -0700] "GET /p%d HTTP/1.0" 200 %d\n'
+            % (n % 250, n % 60, n, n) for n in range(start, start + 500)))
+    topic.ensure_topic(cluster, settings.topic, 1)
+    topic.produce_file(cluster, settings.topic, first, 1)
+
+    following = subprocess.Popen([sys.executable, "-m", "logstack_dagster.cli", "flow",
+                                  "--follow"], env=settings_env(settings),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(following.stderr), daemon=True)
+    reader.start()
+    try:
+        # The first lines are committed at the end of the first epoch, and published.
+        published = Path(settings.lake) / "requests"
+        deadline = time.monotonic() + 60
+        while not list(published.rglob("*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        following.send_signal(signal.SIGINT)
+        following.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        following.kill()
+
+    assert list(published.rglob("*.parquet")), "".join(err)
+    assert following.returncode == 130
+    assert err[-1].strip() == ("logstack: interrupted: what was committed stays; "
+                               "`logstack flow` resumes from there")
+    assert not any("Traceback" in line for line in err), "".join(err)
+
+    topic.produce_file(cluster, settings.topic, more, 1)
+    rest = _flow(settings)
+    assert rest.returncode == 0, rest.stderr
+    assert json.loads(rest.stdout.splitlines()[-1])["records"] == 500
