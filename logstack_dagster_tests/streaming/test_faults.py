@@ -53,7 +53,8 @@ def _produce_sample(settings, cluster, tmp_path, lines, partitions=4):
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(settings, cluster, tmp_path):
-    produced = _produce_sample(settings, cluster, tmp_path, 200_000)
+    # Enough lines that the first run is still going at its kill, which comes within 2 s.
+    produced = _produce_sample(settings, cluster, tmp_path, 400_000)
     rng = random.Random(11)
     killed = 0
     for _ in range(4):
@@ -61,7 +62,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(settings, cluster, 
                                    env=settings_env(settings), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         try:
-            process.wait(timeout=rng.uniform(1.0, 3.0))
+            process.wait(timeout=rng.uniform(0.5, 2.0))
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
