@@ -217,5 +217,11 @@ def hour_key(hour: datetime) -> str:
     return f"{hour.year:04d}-{hour:%m-%d-%H}:00"
 
 
+def iso_hour(hour: datetime) -> str:
+    """An hour as the manifest lists it (`YYYY-MM-DDTHH:00:00Z`, UTC)."""
+    hour = hour.astimezone(timezone.utc)
+    return f"{hour.year:04d}-{hour:%m-%dT%H}:00:00Z"
+
+
 def _local_root(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))

@@ -25,6 +25,7 @@ from logstack_dagster.lake.layout import (
     ROWS,
     Lake,
     hour_dir,
+    iso_hour,
     parquet_bytes,
     split_by_hour,
 )
@@ -170,7 +171,7 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
             data = parquet_bytes(table)
             self.manifest.lake.write_atomic(self.manifest.write_path(commit, relative), data)
             commit.files.append(FileEntry(table=relative.split("/", 1)[0], path=relative,
-                                          hour=_iso_hour(hour), rows=table.num_rows,
+                                          hour=iso_hour(hour), rows=table.num_rows,
                                           bytes=len(data)))
 
         self.manifest.commit(commit)
@@ -189,7 +190,3 @@ def _by_hour(table_name: str, table: pa.Table, times: pa.ChunkedArray,
     path from the lake root, the hour and its rows."""
     return [(f"{table_name}/{hour_dir(hour)}/{name}.parquet", hour, rows)
             for hour, rows in split_by_hour(table, times)]
-
-
-def _iso_hour(hour: datetime) -> str:
-    return f"{hour.year:04d}-{hour:%m-%dT%H}:00:00Z"

@@ -62,3 +62,4 @@ def test_hours_before_the_year_1000_have_four_digit_years():
     hour = datetime(1, 1, 1, 5, tzinfo=timezone.utc)
     assert layout.hour_dir(hour) == "year=0001/month=01/day=01/hour=05"
     assert layout.hour_key(hour) == "0001-01-01-05:00"
+    assert layout.iso_hour(hour) == "0001-01-01T05:00:00Z"
