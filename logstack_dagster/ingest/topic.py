@@ -188,23 +188,64 @@ def exact_end_offsets(cluster: Cluster, topic: str, timeout: float = 10.0) -> di
     Costs a fetch of at most one batch per partition; for checks and tests, not for the
     sensor's frequent ticks (see `end_offsets`).
     """
-    from confluent_kafka import Consumer, TopicPartition
-
     listed = end_offsets(cluster, topic)
-    consumer = Consumer(cluster.librdkafka_config(**{
-        "group.id": "logstack-end-offsets", "enable.auto.commit": False,
-        "enable.partition.eof": True}))
+    consumer = _end_reader(cluster)
     try:
-        consumer.assign([TopicPartition(topic, p, max(end - 1, 0)) for p, end in listed.items()])
-        answered: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(answered) < len(listed) and time.monotonic() < deadline:
-            for message in consumer.consume(100, 0.5):
-                answered.add(message.partition())
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
-                for p in listed}
+        return _fetched_ends(consumer, topic, listed, timeout)
     finally:
         consumer.close()
+
+
+def ends_before(cluster: Cluster, topic: str, partitions: int, read: dict[int, int],
+                timeout: float = 10.0) -> dict[int, int]:
+    """The partitions of `topic` (which has `partitions`) that end before the offset `read`
+    gives for them, each with its true end (0 for a partition the topic no longer has).
+
+    A partition only grows, so one that ends before where it was read up to was deleted
+    and made again, or lost its records with its broker. Costs one ListOffsets request
+    per partition, and a fetch only for a partition that looks short.
+    """
+    from confluent_kafka import KafkaException, TopicPartition
+
+    short = {p: 0 for p in read if p >= partitions}
+    consumer = _end_reader(cluster)
+    try:
+        listed = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+                  for p in read if p < partitions}
+        # The embedded broker's answer can be below the true end (see `end_offsets`).
+        low = {p: end for p, end in listed.items() if end < read[p]}
+        short.update(_fetched_ends(consumer, topic, low, timeout))
+    except KafkaException as exc:
+        raise BrokerUnreachable(f"reading the offsets of {topic!r} from {cluster.brokers} "
+                                f"failed: {exc.args[0].str() if exc.args else exc}") from None
+    finally:
+        consumer.close()
+    return {p: end for p, end in short.items() if end < read[p]}
+
+
+def _end_reader(cluster: Cluster):
+    from confluent_kafka import Consumer
+
+    return Consumer(cluster.librdkafka_config(**{
+        "group.id": "logstack-end-offsets", "enable.auto.commit": False,
+        "enable.partition.eof": True}))
+
+
+def _fetched_ends(consumer, topic: str, listed: dict[int, int],
+                  timeout: float) -> dict[int, int]:
+    """The high-water mark a fetch of each partition's last `listed` record brings back."""
+    from confluent_kafka import TopicPartition
+
+    if not listed:
+        return {}
+    consumer.assign([TopicPartition(topic, p, max(end - 1, 0)) for p, end in listed.items()])
+    answered: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(answered) < len(listed) and time.monotonic() < deadline:
+        for message in consumer.consume(100, 0.5):
+            answered.add(message.partition())
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)[1]
+            for p in listed}
 
 
 def iter_lines(stream: BinaryIO) -> Iterator[bytes]:

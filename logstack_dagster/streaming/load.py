@@ -23,8 +23,10 @@ from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest import topic
+from logstack_dagster.lake.layout import Lake, LakeError
+from logstack_dagster.lake.manifest import Manifest
 from logstack_dagster.settings import Settings
-from logstack_dagster.streaming.run import EXIT_BATCH_FAILED, check_layout
+from logstack_dagster.streaming.run import EXIT_BATCH_FAILED, check_layout, refuse_remade_topic
 from logstack_dagster.streaming.source import write_until
 
 
@@ -49,6 +51,17 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+    # Before producing: once the new records pass the old end, nothing tells them apart.
+    # A lake that cannot be opened has no commits to compare; the dataflow says what is
+    # wrong with it, after the lines are safe in the topic.
+    try:
+        lake = Lake.open(settings.lake)
+    except LakeError:
+        pass
+    else:
+        cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+        refuse_remade_topic(cluster, settings.topic, partitions,
+                            Manifest(lake, cluster_id, settings.topic))
 
     settings.home.mkdir(parents=True, exist_ok=True)
     until = settings.home / f"load-{uuid.uuid4().hex[:12]}.until.json"

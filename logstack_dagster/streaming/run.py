@@ -113,6 +113,39 @@ def check_layout(processes: int, workers: int) -> None:
             f"workers; at most {MAX_WORKERS} run on one machine")
 
 
+class TopicRemade(LogstackError):
+    """The topic ends before where this lake has read it: it is not the topic it read."""
+
+
+def refuse_remade_topic(cluster: Cluster, topic: str, partitions: int,
+                        manifest: Manifest) -> None:
+    """Refuse to read a topic whose partitions end before the lake's commits of them.
+
+    The lake knows records by topic, partition and offset; a topic made again under the
+    same name starts its offsets at 0, so its records would be taken for ones already in
+    the lake, and its partitions read from an offset they may never reach (the embedded
+    broker answers a fetch there with nothing, so the run would wait for ever).
+
+    Known shortcoming: a remade topic that has already grown past the old one's end is not
+    noticed. Kafka's topic ids would tell; the manifest does not record them.
+    """
+    from logstack_dagster.ingest.topic import ends_before
+
+    read = manifest.next_offsets()
+    if not read:
+        return
+    short = ends_before(cluster, topic, partitions, read)
+    if short:
+        partition, end = min(short.items())
+        raise TopicRemade(
+            f"partition {partition} of topic {topic!r} on {cluster.brokers} ends at offset "
+            f"{end}, but this lake already holds its records before offset {read[partition]}: "
+            f"the topic was deleted and made again, or its broker lost them ({len(short)} of "
+            f"{len(read)} partitions are short). Its records cannot be told from those in the "
+            "lake; produce them to a topic of a new name, or ingest into a new lake "
+            "(LOGSTACK_HOME or LOGSTACK_LAKE)")
+
+
 class BatchFailed(LogstackError):
     """Processing a batch raised; the error is the worker's own, not Bytewax's wrapper."""
 
@@ -139,6 +172,8 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
         raise LogstackError(f"topic {settings.topic!r} does not exist on {cluster.brokers}")
 
     check_writable(settings.lake)
+    refuse_remade_topic(cluster, settings.topic, partitions,
+                        Manifest(Lake.open(settings.lake), cluster_id, settings.topic))
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
     with _exclusive(recovery, options.total_workers) as lock:

@@ -164,3 +164,24 @@ def test_a_two_process_flow_reads_the_topic_given_as_a_flag(settings, shared_dat
     assert result.returncode == 0, result.stderr
     rows, quarantined, distinct = _lake_counts(settings)
     assert rows + quarantined == distinct == count_lines(log)
+
+
+def test_load_into_a_topic_made_again_is_refused_before_producing(settings, tmp_path):
+    from confluent_kafka.admin import AdminClient
+
+    log = tmp_path / "generated.log"
+    write_log(log, 2_000, seed=12)
+    assert _run(settings, "load", str(log)).returncode == 0
+    cluster = topic.resolve_cluster(settings)
+    admin = AdminClient(cluster.librdkafka_config())
+    for done in admin.delete_topics([settings.topic]).values():
+        done.result()
+
+    again = _run(settings, "load", str(log))
+
+    assert again.returncode == 1
+    assert "Traceback" not in again.stderr
+    assert "deleted and made again" in again.stderr
+    # Refused before producing: the remade topic is empty, the lake as it was.
+    assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == 0
+    assert _lake_counts(settings)[2] == 2_000

@@ -48,6 +48,65 @@ def test_missing_topic_is_named(settings):
     assert settings.topic in result.stderr
 
 
+def _remake(cluster, name: str, partitions: int) -> None:
+    """Delete the topic `name` and make it again, empty, as an operator would."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(cluster.librdkafka_config())
+    for done in admin.delete_topics([name]).values():
+        done.result()
+    assert topic.topic_metadata(cluster, name)[1] == 0
+    topic.ensure_topic(cluster, name, partitions)
+
+
+def test_a_topic_made_again_under_its_name_is_refused_not_waited_on(settings, cluster,
+                                                                    tmp_path):
+    """A remade topic's offsets start again at 0: the run used to wait for ever at the old
+    topic's end, and records below it would have been taken as already in the lake."""
+    from logstack_dagster.sample.generate import write_log
+
+    old, new = tmp_path / "old.log", tmp_path / "new.log"
+    write_log(old, 3_000, seed=4)
+    write_log(new, 1_000, seed=5)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    topic.produce_file(cluster, settings.topic, old, 2)
+    assert _flow(settings).returncode == 0
+    _remake(cluster, settings.topic, 2)
+    topic.produce_file(cluster, settings.topic, new, 2)
+
+    run = _flow(settings)
+
+    assert run.returncode == 1
+    message = run.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in run.stderr
+    assert f"topic {settings.topic!r} on {settings.brokers}" in message
+    assert "deleted and made again" in message
+    ends = topic.exact_end_offsets(cluster, settings.topic)
+    short = min(p for p in ends if f"partition {p} " in message)
+    assert f"ends at offset {ends[short]}," in message
+
+    # The records are still all there, for a topic of a new name.
+    assert sum(ends.values()) == 1_000
+
+
+def test_a_partition_the_topic_no_longer_has_counts_as_remade(settings, cluster, tmp_path):
+    from logstack_dagster.sample.generate import write_log
+
+    log = tmp_path / "old.log"
+    write_log(log, 4_000, seed=6)
+    topic.ensure_topic(cluster, settings.topic, 4)
+    topic.produce_file(cluster, settings.topic, log, 4)
+    assert _flow(settings).returncode == 0
+    _remake(cluster, settings.topic, 1)
+    topic.produce_file(cluster, settings.topic, log, 1)
+
+    run = _flow(settings)
+
+    assert run.returncode == 1
+    assert "deleted and made again" in run.stderr
+    assert "(3 of 4 partitions are short)" in run.stderr
+
+
 def test_flow_logs_throughput_and_lag_at_a_steady_interval(settings, cluster, tmp_path):
     from logstack_dagster.sample.generate import write_log
 
