@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -111,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--broker-timeout", type=float, default=60.0,
                       help="seconds without a reachable broker, at the start or mid-run, "
                            "before giving up (default 60)")
+    flow.add_argument("--commit-seconds", type=_seconds,
+                      help="the longest a partition's records wait to be written while "
+                           "fewer than a file's worth come (default 60; 0: every few "
+                           "seconds, many small files)")
     _topic_flags(flow)
     flow.set_defaults(handler=_flow)
 
@@ -196,6 +201,16 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return value
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -302,7 +317,8 @@ def _flow(args: argparse.Namespace, settings: Settings) -> int:
     options = FlowOptions(workers=args.workers or settings.flow_workers,
                           processes=args.processes or settings.flow_processes,
                           follow=args.follow, log_format=args.format,
-                          broker_timeout=args.broker_timeout)
+                          broker_timeout=args.broker_timeout,
+                          commit_seconds=args.commit_seconds)
     try:
         summary = run_flow(settings, options)
     except MemberFailed as exc:

@@ -83,6 +83,8 @@ class FlowOptions:
     progress_seconds: float = 10.0
     enrich: bool = True
     until: Path | None = None  # with follow: stop at the end offsets this file will give
+    # The longest a partition's records wait in the sink's buffer; None: the sink's default.
+    commit_seconds: float | None = None
 
     @property
     def total_workers(self) -> int:
@@ -297,6 +299,8 @@ def _member_command(options: FlowOptions, run_id: str, index: int, addresses: li
                "--parent-pid", str(os.getpid())]
     if options.follow:
         command.append("--follow")
+    if options.commit_seconds is not None:
+        command += ["--commit-seconds", str(options.commit_seconds)]
     if options.until is not None:
         command += ["--until", str(options.until)]
     if not options.enrich:
@@ -343,20 +347,21 @@ def _real_flow(settings: Settings, cluster: Cluster, cluster_id: str, partitions
     from logstack_dagster.streaming.sink import LakeSink
     from logstack_dagster.streaming.source import TopicSource
 
+    manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
     source = TopicSource(
         brokers=cluster.brokers.split(","), topic=settings.topic, tail=options.follow,
-        until=options.until,
+        until=options.until, starts=manifest.next_offsets(),
         # librdkafka logs every failed reconnect; the broker watchdog reports a lost broker
         # once, with its address, instead.
         add_config={**{k: str(v) for k, v in cluster.security.items()}, "log_level": "2"},
     )
-    sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id)
+    sink = LakeSink(settings.lake, cluster_id, settings.topic, partitions, run_id,
+                    commit_seconds=options.commit_seconds)
     fixed = options.log_format or settings.log_format
     fixed = None if fixed == "auto" else fixed
     # A partition that resumes keeps the format it was read with, whatever batch it
     # resumes at: the rows must not depend on where a crash happened.
-    known = {} if fixed else Manifest(Lake.open(settings.lake), cluster_id,
-                                      settings.topic).last_formats()
+    known = {} if fixed else manifest.last_formats()
 
     # One enricher for all the workers of this process: its caches learn each address and
     # agent once, where an enricher per worker would look every one up once per worker.
@@ -527,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(settings).parse_args(argv)
     options = FlowOptions(args.workers, args.follow, args.epoch_seconds, args.run_id,
                           args.log_format, args.broker_timeout, args.processes,
-                          args.progress_seconds, not args.no_enrich, args.until)
+                          args.progress_seconds, not args.no_enrich, args.until,
+                          args.commit_seconds)
     if args.member is not None:
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -597,6 +603,9 @@ def _arguments(settings: Settings) -> argparse.ArgumentParser:
                         help="processes of the dataflow (default LOGSTACK_FLOW_PROCESSES or 1)")
     parser.add_argument("--follow", action="store_true")
     parser.add_argument("--epoch-seconds", type=float, default=5.0)
+    parser.add_argument("--commit-seconds", type=float,
+                        help="the longest records wait in a partition's buffer before they "
+                             "are written, at the next snapshot after (default 60)")
     parser.add_argument("--run-id", default="")
     parser.add_argument("--format", dest="log_format")
     parser.add_argument("--broker-timeout", type=float, default=60.0,

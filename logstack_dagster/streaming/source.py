@@ -2,9 +2,14 @@
 
 Bytewax's `KafkaSource` turns every record into a `KafkaSourceMessage` object that the
 dataflow then takes apart again; at a million lines that alone cost about a tenth of the
-run. This source keeps its partitions, names and resume state (the next offset), so a
-recovery store written by either one resumes with the other, and hands on each poll's
-records as the columns of one RawBatch.
+run. This source keeps its partitions and names, and hands on each poll's records as the
+columns of one RawBatch.
+
+A partition starts where the lake's commits of it end (`starts`, from the manifest), not
+where Bytewax's recovery store says it was read to: the sink then need not write at every
+snapshot, and writes fewer, larger files. The lake's commits of a partition are whole from
+its first record read up to the last one committed, since each run starts where they end
+and each sink partition commits its buffers one after the other, in offset order.
 """
 
 from __future__ import annotations
@@ -31,17 +36,20 @@ class TopicSource(KafkaSource):
 
     def __init__(self, brokers: list[str], topic: str, tail: bool,
                  add_config: dict[str, str], batch_size: int = POLL_RECORDS,
-                 until: Path | None = None):
+                 until: Path | None = None, starts: dict[int, int] | None = None):
         super().__init__(brokers, [topic], tail=tail, add_config=add_config,
                          batch_size=batch_size)
         self.topic = topic
         self.until = until
+        self.starts = starts or {}
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> TopicPartitionReader:
         index, topic = for_part.split("-", 1)
         if topic != self.topic:
             raise RuntimeError(f"the recovery store holds topic {topic!r}, not {self.topic!r}")
+        # `resume_state` is where the last snapshot says this partition was read to; what
+        # was read after the lake's last commit is read again (see the module's doc).
         config = {
             # Offsets live in the recovery store, not in a consumer group.
             "group.id": "BYTEWAX_IGNORED",
@@ -68,7 +76,7 @@ class TopicSource(KafkaSource):
             # The end of a partition is known from a fetch that found nothing, which the
             # broker holds for this long (500 ms by default) waiting for new records.
             config.setdefault("fetch.wait.max.ms", "50")
-        start = OFFSET_BEGINNING if resume_state is None else resume_state
+        start = self.starts.get(int(index), OFFSET_BEGINNING)
         return TopicPartitionReader(config, topic, int(index), start, self._batch_size,
                                     self._tail, self.until)
 
@@ -151,7 +159,7 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
         return [batch]
 
     def snapshot(self) -> int:
-        # Records read but not yet handed on are read again after a resume.
+        # Kept for Bytewax; a resumed run starts from the lake's commits instead.
         return self.next_offset
 
     def close(self) -> None:

@@ -146,9 +146,9 @@ def test_dataflow_killed_mid_run_on_s3_then_rerun_counts_every_line_once(
     kills = []
     for _ in range(2):
         before = sum(c.records for c in manifest.commits())
-        process = subprocess.Popen([*FLOW, "--epoch-seconds", "0.2"], env=_env(settings),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True)
+        process = subprocess.Popen([*FLOW, "--epoch-seconds", "0.2", "--commit-seconds", "0"],
+                                   env=_env(settings), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
         # Kill it once it has committed something more, while it is still reading.
         deadline = time.monotonic() + 120
         while (sum(c.records for c in manifest.commits()) == before

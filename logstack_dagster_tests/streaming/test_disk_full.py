@@ -20,7 +20,8 @@ from logstack_dagster_tests.streaming.test_faults import _lake_counts
 
 pytestmark = pytest.mark.integration
 
-FLOW = [sys.executable, "-m", "logstack_dagster.streaming.run", "--epoch-seconds", "1"]
+FLOW = [sys.executable, "-m", "logstack_dagster.streaming.run", "--epoch-seconds", "1",
+        "--commit-seconds", "0"]
 
 
 def _mount(args: list[str]) -> subprocess.CompletedProcess:

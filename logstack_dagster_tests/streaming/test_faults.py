@@ -77,6 +77,37 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(settings, cluster, 
     assert reconcile(Manifest(Lake.open(settings.lake), cluster_id, settings.topic)).passed
 
 
+def test_a_kill_after_snapshots_but_before_a_commit_loses_nothing(settings, cluster, tmp_path):
+    """The recovery store says every record was read; the lake has none of them. The next
+    run must start from the lake's commits, not from the recovery store."""
+    produced = _produce_sample(settings, cluster, tmp_path, 5_000, partitions=2)
+    cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+    manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
+    following = subprocess.Popen([*FLOW, "--follow", "--epoch-seconds", "0.2",
+                                  "--commit-seconds", "3600"], env=settings_env(settings),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # Each partition's first batch holds all its records; the format is logged once it
+        # is parsed. Snapshots every 0.2 s then say both partitions were read to the end.
+        detected = 0
+        for line in following.stderr:
+            detected += "detected the" in line
+            if detected == 2:
+                break
+        time.sleep(2)
+    finally:
+        following.send_signal(signal.SIGKILL)
+        following.wait()
+    assert detected == 2
+    assert list(manifest.commits()) == []
+
+    final = subprocess.run(FLOW, env=settings_env(settings), capture_output=True, text=True,
+                           timeout=300)
+
+    assert final.returncode == 0, final.stderr
+    assert _lake_counts(settings) == (produced, produced, produced)
+
+
 def test_broker_paused_mid_run_then_resumed(settings, cluster, tmp_path, broker_home):
     produced = _produce_sample(settings, cluster, tmp_path, 200_000, partitions=2)
     pid = broker.read_state(broker_home / "broker").pid
@@ -104,7 +135,8 @@ def test_lost_broker_ends_the_run_with_its_address_and_keeps_what_was_committed(
     own = topic.Cluster(state.address, {})
     try:
         produced = _produce_sample(settings, own, tmp_path, 300_000, partitions=2)
-        process = subprocess.Popen([*FLOW, "--broker-timeout", "3", "--epoch-seconds", "1"],
+        process = subprocess.Popen([*FLOW, "--broker-timeout", "3", "--epoch-seconds", "1",
+                                    "--commit-seconds", "0"],
                                    env=settings_env(settings), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         # Lose the broker once the flow has committed something, mid-topic.

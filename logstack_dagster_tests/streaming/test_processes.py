@@ -202,7 +202,8 @@ def test_killing_one_process_fails_the_run_and_a_rerun_completes(settings, clust
     produced = topic.produce_file(cluster, settings.topic, log, 4)
 
     launcher = subprocess.Popen([*FLOW, "--processes", "2", "--workers", str(workers),
-                                 "--epoch-seconds", "1"], env=settings_env(settings),
+                                 "--epoch-seconds", "1", "--commit-seconds", "0"],
+                                env=settings_env(settings),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     members = _children(launcher.pid, 2)
     # Kill once the cluster has committed something, so that the rerun resumes mid-topic.
@@ -276,7 +277,8 @@ def test_sigterm_reaches_every_process_and_nothing_is_lost(settings, cluster, tm
     produced = topic.produce_file(cluster, settings.topic, log, 4)
 
     # Following the topic, the run would never end by itself.
-    launcher = subprocess.Popen([*FLOW, "--processes", "2", "--follow", "--epoch-seconds", "1"],
+    launcher = subprocess.Popen([*FLOW, "--processes", "2", "--follow", "--epoch-seconds", "1",
+                                 "--commit-seconds", "0"],
                                 env=settings_env(settings), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     members = _children(launcher.pid, 2)

@@ -48,6 +48,25 @@ def test_missing_topic_is_named(settings):
     assert settings.topic in result.stderr
 
 
+def test_a_new_lake_under_the_same_home_gets_every_record(settings, cluster, tmp_path):
+    """The recovery store lives in LOGSTACK_HOME, beside the lake; a run into a new lake
+    (LOGSTACK_LAKE) resumed from it and wrote nothing, with exit code 0."""
+    from dataclasses import replace
+
+    from logstack_dagster.sample.generate import write_log
+
+    log = tmp_path / "sample.log"
+    write_log(log, 3_000, seed=7)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    produced = topic.produce_file(cluster, settings.topic, log, 2)
+    assert json.loads(_flow(settings).stdout.splitlines()[-1])["records"] == produced
+
+    again = _flow(replace(settings, lake_uri=str(tmp_path / "second-lake")))
+
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["records"] == produced
+
+
 def _remake(cluster, name: str, partitions: int) -> None:
     """Delete the topic `name` and make it again, empty, as an operator would."""
     from confluent_kafka.admin import AdminClient
