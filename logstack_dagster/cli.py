@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
-from logstack_dagster.settings import Settings, load_settings
+from logstack_dagster.settings import Settings, load_settings, topic_name_problem
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     flow.add_argument("--follow", action="store_true",
                       help="keep reading new records instead of exiting when caught up")
     flow.add_argument("--format", help="log format (preset name or LogFormat string)")
-    flow.add_argument("--broker-timeout", type=float, default=60.0,
+    flow.add_argument("--broker-timeout", type=_seconds, default=60.0,
                       help="seconds without a reachable broker, at the start or mid-run, "
                            "before giving up (default 60)")
     flow.add_argument("--commit-seconds", type=_seconds,
@@ -170,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="force where the numbers come from (default: the metric "
                              "tables when they can answer, else the lake)")
     report.add_argument("--top", type=_positive_int, default=20)
-    report.add_argument("--whois-timeout", type=float, default=2.0,
+    report.add_argument("--whois-timeout", type=_seconds, default=2.0,
                         help="seconds per owner-network lookup (default 2)")
     report.add_argument("--no-owners", action="store_true",
                         help="skip the owner-network lookups of the offenders")
@@ -191,7 +191,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _topic_flags(parser: argparse.ArgumentParser, partitions: bool = False) -> None:
     parser.add_argument("--brokers", help="Kafka bootstrap servers (default KAFKA_BROKERS)")
-    parser.add_argument("--topic", help="topic name (default KAFKA_TOPIC or 'requests')")
+    parser.add_argument("--topic", type=_topic_name,
+                        help="topic name (default KAFKA_TOPIC or 'requests')")
     if partitions:
         parser.add_argument("--partitions", type=_positive_int,
                             help="partitions when creating the topic (default 2)")
@@ -201,6 +202,13 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, not {text!r}")
     return int(text)
+
+
+def _topic_name(text: str) -> str:
+    problem = topic_name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -347,6 +355,10 @@ def _requeue(args: argparse.Namespace, settings: Settings) -> int:
     fmt = _check_format(args.format) if args.format else settings.log_format
     result = requeue(Lake.open(settings.lake), fmt, settings=settings, reasons=args.reason,
                      dry_run=args.dry_run)
+    for reason in result.absent_reasons:
+        print(f"logstack requeue: --reason {reason!r}: no quarantined line has it; their "
+              f"reasons are {', '.join(result.present_reasons) or 'none (empty quarantine)'}",
+              file=sys.stderr)
     verb = "would parse" if args.dry_run else "parsed"
     print(f"{result.examined:,} quarantined lines examined: {verb} {result.parsed:,}, "
           f"{result.still_rejected:,} still rejected")

@@ -7,6 +7,7 @@ can build one by hand and a deployment can steer everything from the environment
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
@@ -124,7 +125,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     return Settings(
         home=home,
         brokers=env.get("KAFKA_BROKERS") or None,
-        topic=env.get("KAFKA_TOPIC") or DEFAULT_TOPIC,
+        topic=_topic(env, "KAFKA_TOPIC"),
         partitions=int(partitions_text),
         lake_uri=env.get("LOGSTACK_LAKE") or None,
         log_format=env.get("LOGSTACK_FORMAT") or None,
@@ -132,7 +133,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         geoip_asn_db=env.get("GEOIP_ASN_DB") or None,
         site_hosts=_hosts(env, "LOGSTACK_SITE_HOSTS"),
         kafka_security=security,
-        first_hour=env.get("LOGSTACK_FIRST_HOUR") or DEFAULT_FIRST_HOUR,
+        first_hour=_first_hour(env, "LOGSTACK_FIRST_HOUR"),
         parse_failure_warn=_share(env, "LOGSTACK_PARSE_FAILURE_WARN", 0.001),
         parse_failure_error=_share(env, "LOGSTACK_PARSE_FAILURE_ERROR", 0.01),
         freshness_hours=_hours(env, "LOGSTACK_FRESHNESS_HOURS", 2.0),
@@ -147,6 +148,39 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
 
 
 EXECUTORS = ("in_process", "multiprocess")
+
+# Kafka's own rule for topic names. The name is also a folder of the lake's manifest and
+# of the recovery store, so nothing else may pass: `../x` would write outside them.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a topic's name, or None when it can."""
+    if not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        return (f"{name!r} is not a Kafka topic name: 1 to 249 letters, digits, '.', '_' "
+                "or '-', and not '.' or '..'")
+    return None
+
+
+def _topic(env, name: str) -> str:
+    text = env.get(name) or DEFAULT_TOPIC
+    problem = topic_name_problem(text)
+    if problem:
+        raise SettingsError(f"{name}: {problem}")
+    return text
+
+
+def _first_hour(env, name: str) -> str:
+    """An hour as Dagster's hourly partitions take it, e.g. 2024-05-01-00:00."""
+    from datetime import datetime
+
+    text = env.get(name) or DEFAULT_FIRST_HOUR
+    try:
+        datetime.strptime(text, "%Y-%m-%d-%H:%M")
+    except ValueError:
+        raise SettingsError(f"{name} must be an hour like {DEFAULT_FIRST_HOUR}, "
+                            f"not {text!r}") from None
+    return text
 
 
 def _choice(env, name: str, choices: tuple[str, ...]) -> str:

@@ -36,6 +36,18 @@ def _one_line_error(result, *expected):
         assert text in result.stderr
 
 
+def _flag_error(result, flag, *expected):
+    """argparse's usage (of as many lines as the command's flags need), then one error line
+    naming `flag`."""
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    *usage, last = [line for line in result.stderr.splitlines() if line.strip()]
+    assert usage[0].startswith("usage:") and all(u.startswith(" ") for u in usage[1:]), usage
+    assert f"error: argument {flag}" in last
+    for text in expected:
+        assert text in last
+
+
 def test_bad_flag_value_names_the_flag():
     _one_line_error(_run("generate", "--lines", "many"), "--lines", "many")
 
@@ -81,6 +93,36 @@ def test_bad_format_is_named():
 def test_bad_setting_is_named(tmp_path):
     result = _run("flow", env={"KAFKA_PARTITIONS": "zero", "LOGSTACK_HOME": str(tmp_path)})
     _one_line_error(result, "KAFKA_PARTITIONS", "zero")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../escape", "a b", "t/x", "x" * 250])
+def test_a_topic_name_kafka_would_refuse_is_refused_before_any_folder_is_made(tmp_path, name):
+    """The name is a folder of the manifest and the recovery store: `../x` wrote outside."""
+    for command in (["flow"], ["produce", "-"], ["load", "-"]):
+        flag = _run(*command, "--topic", name, env={"LOGSTACK_HOME": str(tmp_path)},
+                    stdin="")
+        _flag_error(flag, "--topic", "is not a Kafka topic name")
+    setting = _run("flow", env={"KAFKA_TOPIC": name, "LOGSTACK_HOME": str(tmp_path)})
+    if name:  # an empty KAFKA_TOPIC is unset: the default topic
+        _one_line_error(setting, "KAFKA_TOPIC", "is not a Kafka topic name")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "inf", "soon"])
+def test_seconds_flags_take_a_finite_count_of_seconds(value):
+    _flag_error(_run("flow", "--broker-timeout", value), "--broker-timeout", value)
+    _flag_error(_run("flow", "--commit-seconds", value), "--commit-seconds", value)
+
+
+def test_a_bad_first_hour_setting_is_named(tmp_path):
+    result = _run("flow", env={"LOGSTACK_FIRST_HOUR": "garbage", "LOGSTACK_HOME": str(tmp_path)})
+    _one_line_error(result, "LOGSTACK_FIRST_HOUR", "garbage")
+
+
+def test_a_lake_uri_without_a_bucket_is_named(tmp_path):
+    result = _run("query", "SELECT 1", env={"LOGSTACK_LAKE": "s3://",
+                                            "LOGSTACK_HOME": str(tmp_path)})
+    _one_line_error(result, "cannot open the lake at s3://", "names no bucket")
 
 
 def test_parse_prints_one_json_object_per_line(shared_data):

@@ -72,6 +72,8 @@ class Lake:
         try:
             if "://" in uri:
                 fs, root = pafs.FileSystem.from_uri(uri)
+                if not root.strip("/"):
+                    raise ValueError("it names no bucket or folder")
             else:
                 fs, root = pafs.LocalFileSystem(), _local_root(uri)
             # Only when missing: a reader with read-only credentials opens the lake too.

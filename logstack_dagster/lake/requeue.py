@@ -68,6 +68,10 @@ class RequeueResult:
     files: list[str] = field(default_factory=list)
     hours: set[datetime] = field(default_factory=set)
     """Hours whose metrics change: those of the new rows and of the lines they leave."""
+    absent_reasons: list[str] = field(default_factory=list)
+    """Reasons asked for that no unresolved quarantined line has."""
+    present_reasons: list[str] = field(default_factory=list)
+    """The reasons the unresolved quarantined lines have, when some asked for are absent."""
 
 
 def requeue(lake: Lake, log_format: str | None, *, settings: Settings | None = None,
@@ -89,11 +93,16 @@ def requeue(lake: Lake, log_format: str | None, *, settings: Settings | None = N
         where = f"WHERE reason IN ({listed})"
     pending = conn.sql(f"""
         SELECT topic, "partition", "offset", epoch_ms(record_time) AS ms, raw,
-               coalesce(neighbour_time, record_time) AS filed
+               coalesce(neighbour_time, record_time) AS filed, reason
         FROM {QUARANTINE} {where} ORDER BY topic, "partition", "offset"
     """).to_arrow_table()
 
     result = RequeueResult(examined=pending.num_rows)
+    found = set(pc.unique(pending.column("reason")).to_pylist())
+    result.absent_reasons = [r for r in reasons or [] if r not in found]
+    if result.absent_reasons:
+        result.present_reasons = sorted(
+            r for (r,) in conn.sql(f"SELECT DISTINCT reason FROM {QUARANTINE}").fetchall())
     if pending.num_rows == 0:
         return result
     processor = _processor(log_format, settings)

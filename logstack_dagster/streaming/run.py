@@ -139,9 +139,10 @@ def refuse_remade_topic(cluster: Cluster, topic: str, partitions: int,
     short = ends_before(cluster, topic, partitions, read)
     if short:
         partition, end = min(short.items())
+        state = "no longer exists" if partition >= partitions else f"ends at offset {end}"
         raise TopicRemade(
-            f"partition {partition} of topic {topic!r} on {cluster.brokers} ends at offset "
-            f"{end}, but this lake already holds its records before offset {read[partition]}: "
+            f"partition {partition} of topic {topic!r} on {cluster.brokers} {state}, but this "
+            f"lake already holds its records before offset {read[partition]}: "
             f"the topic was deleted and made again, or its broker lost them ({len(short)} of "
             f"{len(read)} partitions are short). Its records cannot be told from those in the "
             "lake; produce them to a topic of a new name, or ingest into a new lake "

@@ -84,3 +84,22 @@ def test_requeue_rebuilds_the_metrics_of_the_hours_it_changes(settings, cluster)
         "SELECT sum(requests), sum(quarantined) FROM hourly_traffic").fetchone()
     assert totals == _counts(settings)[:2]
     assert totals[0] + totals[1] == len(lines)
+
+
+def test_a_reason_no_quarantined_line_has_is_named_with_those_there_are(settings, cluster):
+    iso = [ISO.format(n=n, m=n % 10).encode() for n in range(1, 11)]
+    topic.ensure_topic(cluster, settings.topic, 1)
+    topic.produce(cluster, settings.topic, iso, 1)
+    _logstack(settings, "flow", "--format", "combined")
+    conn = connect(Lake.open(settings.lake), None)
+    [(reason,)] = conn.execute("SELECT DISTINCT reason FROM quarantine").fetchall()
+
+    result = subprocess.run([*LOGSTACK, "requeue", "--format", "combined_iso", "--no-metrics",
+                             "--reason", "NOPE", "--reason", reason],
+                            env=settings_env(settings), capture_output=True, text=True,
+                            timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (f"logstack requeue: --reason 'NOPE': no quarantined line "
+                                     f"has it; their reasons are {reason}")
+    assert "parsed 10," in result.stdout

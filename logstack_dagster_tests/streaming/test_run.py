@@ -124,6 +124,8 @@ def test_a_partition_the_topic_no_longer_has_counts_as_remade(settings, cluster,
     assert run.returncode == 1
     assert "deleted and made again" in run.stderr
     assert "(3 of 4 partitions are short)" in run.stderr
+    assert f"partition 1 of topic {settings.topic!r} on {settings.brokers} no longer exists" in (
+        run.stderr)
 
 
 def test_flow_logs_throughput_and_lag_at_a_steady_interval(settings, cluster, tmp_path):
