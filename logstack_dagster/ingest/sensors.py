@@ -36,8 +36,9 @@ _ACTIVE = [
     description=(
         "Compares the raw topic's end offsets (broker metadata) with the offsets the "
         "lake's manifest holds, and launches one ingest run when the topic is ahead. "
-        "The run key is made of the end offsets, so a tick never launches the same work "
-        "twice, and no run is launched while another ingest is queued or running."
+        "The run key is made of both, so a tick never launches the same work twice, a "
+        "run that failed after committing part of it is followed by one for the rest, and "
+        "no run is launched while another ingest is queued or running."
     ),
 )
 def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
@@ -58,7 +59,11 @@ def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
     if active:
         return SkipReason(f"ingest run {active[0].dagster_run.run_id} is still in progress")
 
-    key = f"{cluster_id}/{kafka.topic}/" + ",".join(f"{p}:{e}" for p, e in sorted(ends.items()))
+    # With the end offsets alone, a run that failed mid-way used up its key: the rest of
+    # its work waited for new records to change the ends.
+    key = (f"{cluster_id}/{kafka.topic}/"
+           + ",".join(f"{p}:{ingested.get(p, 0)}" for p in sorted(ends)) + " to "
+           + ",".join(f"{p}:{e}" for p, e in sorted(ends.items())))
     # What the tick saw, as an observation of the topic: the UI then shows its end
     # offsets and lag beside the run that ingests them.
     observed = AssetObservation(asset_key="raw_topic", metadata={

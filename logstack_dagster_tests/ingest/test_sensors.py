@@ -43,6 +43,48 @@ def test_sensor_requests_one_run_keyed_by_offsets_then_waits_for_new_data(settin
         assert again.run_requests[0].run_key != key
 
 
+def test_a_run_killed_mid_way_is_followed_by_one_for_the_rest(settings, cluster, tmp_path):
+    """A failed ingest run had used up the key of the end offsets: the rest of the topic
+    waited until new records changed them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.manifest import Manifest
+    from logstack_dagster.sample.generate import write_log
+    from logstack_dagster_tests.conftest import settings_env
+
+    log = tmp_path / "sample.log"
+    write_log(log, 300_000, seed=8)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    produced = topic.produce_file(cluster, settings.topic, log, 2)
+    manifest = Manifest(Lake.open(settings.lake), topic.topic_metadata(cluster,
+                                                                       settings.topic)[0],
+                        settings.topic)
+    with DagsterInstance.ephemeral() as instance:
+        first = _tick(settings, instance)
+        run = subprocess.Popen([sys.executable, "-m", "logstack_dagster.streaming.run",
+                                "--epoch-seconds", "0.2", "--commit-seconds", "0"],
+                               env=settings_env(settings), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while (not list(manifest.commits()) and run.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        committed = sum(c.records for c in manifest.commits())
+        assert 0 < committed < produced
+
+        rest = _tick(settings, instance, first.cursor)
+
+        assert json.loads(rest.cursor)["end_offsets"] == json.loads(first.cursor)["end_offsets"]
+        assert len(rest.run_requests) == 1
+        assert rest.run_requests[0].run_key != first.run_requests[0].run_key
+
+
 def test_sensor_skips_while_an_ingest_run_is_in_progress(settings, cluster):
     topic.ensure_topic(cluster, settings.topic, 1)
     topic.produce(cluster, settings.topic, [LINE] * 5, 1)
