@@ -62,4 +62,16 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, alerts: AlertReso
     run = context.dagster_run
     alerts.send(f"logstack: run of {run.job_name} failed", {
         "run_id": run.run_id, "job": run.job_name,
-        "error": context.failure_event.message or "see the run's log"})
+        "error": (_dataflow_error(context.instance, run.run_id)
+                  or context.failure_event.message or "see the run's log")})
+
+
+def _dataflow_error(instance, run_id: str) -> str | None:
+    """The ingest dataflow's own error, from the run's log: the run's failure says only
+    that the step's process exited with code 1."""
+    from logstack_dagster.streaming.run import FAILED
+
+    for entry in reversed(instance.all_logs(run_id)):
+        if entry.dagster_event is None and FAILED in (entry.user_message or ""):
+            return entry.user_message.split(FAILED, 1)[1]
+    return None

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logstack: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILED
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"logstack: error: {exc.strerror.lower()}: {exc.filename}", file=sys.stderr)
+        # Raised by the system it has both; raised by our code with a message, only that.
+        said = f"{exc.strerror.lower()}: {exc.filename}" if exc.strerror else str(exc)
+        print(f"logstack: error: {said}", file=sys.stderr)
         return EXIT_USAGE
 
 

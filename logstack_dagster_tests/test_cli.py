@@ -125,6 +125,25 @@ def test_a_lake_uri_without_a_bucket_is_named(tmp_path):
     _one_line_error(result, "cannot open the lake at s3://", "names no bucket")
 
 
+@pytest.mark.parametrize("setting, value, named", [
+    ("GEOIP_CITY_DB", "/nonexistent/GeoLite2-City.mmdb", "database not found"),
+    ("GEOIP_ASN_DB", "/etc/hostname", "not a MaxMind database"),
+    ("LOGSTACK_FORMAT", "nosuch", "unknown log format 'nosuch'"),
+])
+def test_a_bad_dataflow_setting_is_named_before_anything_is_produced(
+        tmp_path, broker_address, setting, value, named):
+    log = tmp_path / "a.log"
+    log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n')
+    env = {setting: value, "KAFKA_BROKERS": broker_address, "KAFKA_TOPIC": tmp_path.name,
+           "LOGSTACK_HOME": str(tmp_path / "home")}
+    for command in (["flow"], ["load", str(log)]):
+        _one_line_error(_run(*command, env=env), f"{setting}: ", named, value)
+    from logstack_dagster.ingest.topic import Cluster, topic_metadata
+
+    # `load` refused before it made the topic or produced a line.
+    assert topic_metadata(Cluster(broker_address, {}), tmp_path.name)[1] == 0
+
+
 def test_parse_prints_one_json_object_per_line(shared_data):
     path = shared_data / "odd-fields.log"
     result = _run("parse", str(path))

@@ -242,6 +242,8 @@ def test_a_failed_ingest_alerts_and_its_re_execution_finishes_the_work(
         if aside.exists():
             aside.rename(staging)
     assert alert["title"] == "logstack: run of ingest_job failed"
+    # The dataflow's own reason, not only that its process exited with code 1.
+    assert alert["details"]["error"].startswith(f"the lake at {settings.lake} is not writable")
 
     retry_id = server.reexecute(failed["runId"])
     retry, = server.wait_for_runs(

@@ -26,7 +26,12 @@ from logstack_dagster.ingest import topic
 from logstack_dagster.lake.layout import Lake, LakeError
 from logstack_dagster.lake.manifest import Manifest
 from logstack_dagster.settings import Settings
-from logstack_dagster.streaming.run import EXIT_BATCH_FAILED, check_layout, refuse_remade_topic
+from logstack_dagster.streaming.run import (
+    EXIT_BATCH_FAILED,
+    check_layout,
+    check_settings,
+    refuse_remade_topic,
+)
 from logstack_dagster.streaming.source import write_until
 
 
@@ -48,6 +53,7 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     (with its own error line, or how it was killed).
     """
     check_layout(processes, workers)
+    check_settings(settings, log_format)
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)

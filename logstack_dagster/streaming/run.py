@@ -33,7 +33,7 @@ from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
-from logstack_dagster.settings import Settings, load_settings
+from logstack_dagster.settings import Settings, SettingsError, load_settings
 
 E = TypeVar("E", bound=BaseException)
 
@@ -54,6 +54,7 @@ EXIT_CLUSTER_LINK = 4
 # A batch that failed to process: the next run meets it again, so no retry helps.
 EXIT_BATCH_FAILED = 5
 CLUSTER_ATTEMPTS = 3
+FAILED = "the dataflow failed: "  # how its error begins in a Dagster run's log
 
 WORKER_ERRORS: list[Exception] = []
 """Errors raised by the processing of this process's workers. In a cluster Bytewax 0.21
@@ -153,9 +154,35 @@ class BatchFailed(LogstackError):
     """Processing a batch raised; the error is the worker's own, not Bytewax's wrapper."""
 
 
+def check_settings(settings: Settings, log_format: str | None, enrich: bool = True) -> None:
+    """Refuse, naming the setting, a format or GeoIP database the dataflow could not use:
+    before a run takes the lock, and before `logstack load` produces a line."""
+    from logstack_dagster.parser.presets import resolve_format
+
+    chosen = log_format or settings.log_format
+    if chosen and chosen != "auto":
+        try:
+            resolve_format(chosen)
+        except ValueError as exc:
+            raise SettingsError(f"{'--format' if log_format else 'LOGSTACK_FORMAT'}: "
+                                f"{exc}") from None
+    if enrich:
+        from logstack_dagster.enrichment.geoip import GeoEnricher
+
+        asn = settings.geoip_asn_db
+        for name, databases in (("GEOIP_CITY_DB", (settings.geoip_city_db, None)),
+                                ("GEOIP_ASN_DB", (settings.geoip_city_db, asn) if asn else ())):
+            try:
+                if databases:
+                    GeoEnricher(*databases, cache_size=1).close()
+            except (OSError, ValueError) as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+
+
 def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     """Run the dataflow to completion and return the summary of what it committed."""
     check_layout(options.processes, options.workers)
+    check_settings(settings, options.log_format, options.enrich)
     cluster = resolve_cluster(settings)
     # A broker that is down at the start gets the same grace as one lost mid-run.
     try:
@@ -578,7 +605,13 @@ def main(argv: list[str] | None = None) -> int:
             if pipes is None:
                 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
-            summary = run_flow(settings, options)
+            try:
+                summary = run_flow(settings, options)
+            except LogstackError as exc:
+                if pipes is not None:
+                    # Into the run's own log, where the failure alert finds the cause.
+                    log.error("%s%s", FAILED, exc)
+                raise
             if pipes is not None:
                 pipes.report_custom_message(summary)
                 return 0
