@@ -128,6 +128,10 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
             self.flush(wait=False)
 
     def snapshot(self) -> None:
+        if self.writing is not None and self.writing.done():
+            # A failed write is reported here, not only when more records come to a
+            # partition that may stay idle for hours.
+            self._wait()
         if self.buffer and time.monotonic() - self.buffered_since >= self.commit_seconds:
             self.flush(wait=False)
 

@@ -51,7 +51,7 @@ class TopicSource(KafkaSource):
         # `resume_state` is where the last snapshot says this partition was read to; what
         # was read after the lake's last commit is read again (see the module's doc).
         config = {
-            # Offsets live in the recovery store, not in a consumer group.
+            # Where to start comes from the lake's manifest, not from a consumer group.
             "group.id": "BYTEWAX_IGNORED",
             "enable.auto.commit": "false",
             "bootstrap.servers": ",".join(self._brokers),

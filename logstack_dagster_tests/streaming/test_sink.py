@@ -75,3 +75,27 @@ def test_commit_seconds_zero_writes_at_every_snapshot(manifest):
         part.snapshot()
         assert len(_commits(manifest, at_least=first // 10 + 1)) == first // 10 + 1
     part.close()
+
+
+def test_a_failed_write_is_raised_at_a_later_snapshot_of_an_idle_partition(manifest, tmp_path):
+    """With nothing more coming to the partition, no flush would ever wait for the write."""
+    part = LakePartition(manifest, 0, "run-1", flush_rows=1_000, commit_seconds=0)
+    # Where the sink stages its files, a file: the write fails (even as root).
+    staging = tmp_path / "lake" / "_staging"
+    if staging.exists():
+        staging.rmdir()
+    staging.write_text("in the way\n")
+    part.write_batch([_batch(0, 10)])
+    part.snapshot()  # hands the buffer to the writer
+
+    raised = None
+    deadline = time.monotonic() + 10
+    while raised is None and time.monotonic() < deadline:
+        try:
+            part.snapshot()
+        except OSError as exc:
+            raised = exc
+        time.sleep(0.02)
+
+    assert raised is not None
+    assert _commits(manifest, wait=0) == []
