@@ -134,8 +134,10 @@ def test_lost_broker_ends_the_run_with_its_address_and_keeps_what_was_committed(
     settings = Settings(home=tmp_path / "home", brokers=state.address, topic="lost")
     own = topic.Cluster(state.address, {})
     try:
-        produced = _produce_sample(settings, own, tmp_path, 300_000, partitions=2)
-        process = subprocess.Popen([*FLOW, "--broker-timeout", "3", "--epoch-seconds", "1",
+        # Enough lines, and commits early enough, that the broker goes while the flow
+        # still has records to fetch: it read 300,000 before a kill after a 1 s epoch.
+        produced = _produce_sample(settings, own, tmp_path, 500_000, partitions=2)
+        process = subprocess.Popen([*FLOW, "--broker-timeout", "3", "--epoch-seconds", "0.2",
                                     "--commit-seconds", "0"],
                                    env=settings_env(settings), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
