@@ -78,20 +78,28 @@ def _remake(cluster, name: str, partitions: int) -> None:
     topic.ensure_topic(cluster, name, partitions)
 
 
+def _ingest_then_remake(settings, cluster, tmp_path, before: tuple[int, int],
+                        after: tuple[int, int]) -> None:
+    """Ingest `before` = (lines, partitions), then remake the topic with `after`'s
+    partitions and produce `after`'s lines into it."""
+    from logstack_dagster.sample.generate import write_log
+
+    for name, (lines, partitions) in (("old", before), ("new", after)):
+        log = tmp_path / f"{name}.log"
+        write_log(log, lines, seed=lines + partitions)
+        if name == "old":
+            topic.ensure_topic(cluster, settings.topic, partitions)
+        else:
+            assert _flow(settings).returncode == 0
+            _remake(cluster, settings.topic, partitions)
+        topic.produce_file(cluster, settings.topic, log, partitions)
+
+
 def test_a_topic_made_again_under_its_name_is_refused_not_waited_on(settings, cluster,
                                                                     tmp_path):
     """A remade topic's offsets start again at 0: the run used to wait for ever at the old
     topic's end, and records below it would have been taken as already in the lake."""
-    from logstack_dagster.sample.generate import write_log
-
-    old, new = tmp_path / "old.log", tmp_path / "new.log"
-    write_log(old, 3_000, seed=4)
-    write_log(new, 1_000, seed=5)
-    topic.ensure_topic(cluster, settings.topic, 2)
-    topic.produce_file(cluster, settings.topic, old, 2)
-    assert _flow(settings).returncode == 0
-    _remake(cluster, settings.topic, 2)
-    topic.produce_file(cluster, settings.topic, new, 2)
+    _ingest_then_remake(settings, cluster, tmp_path, (3_000, 2), (1_000, 2))
 
     run = _flow(settings)
 
@@ -109,15 +117,7 @@ def test_a_topic_made_again_under_its_name_is_refused_not_waited_on(settings, cl
 
 
 def test_a_partition_the_topic_no_longer_has_counts_as_remade(settings, cluster, tmp_path):
-    from logstack_dagster.sample.generate import write_log
-
-    log = tmp_path / "old.log"
-    write_log(log, 4_000, seed=6)
-    topic.ensure_topic(cluster, settings.topic, 4)
-    topic.produce_file(cluster, settings.topic, log, 4)
-    assert _flow(settings).returncode == 0
-    _remake(cluster, settings.topic, 1)
-    topic.produce_file(cluster, settings.topic, log, 1)
+    _ingest_then_remake(settings, cluster, tmp_path, (4_000, 4), (4_000, 1))
 
     run = _flow(settings)
 
