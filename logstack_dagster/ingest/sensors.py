@@ -22,6 +22,8 @@ from logstack_dagster.lake.assets import ingest_job
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.settings import load_settings
 
+ATTEMPTS = 3  # runs of the same work before the sensor leaves it to a person
+
 _ACTIVE = [
     DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
@@ -37,7 +39,8 @@ _ACTIVE = [
         "Compares the raw topic's end offsets (broker metadata) with the offsets the "
         "lake's manifest holds, and launches one ingest run when the topic is ahead. "
         "The run key is made of both, so a tick never launches the same work twice, a "
-        "run that failed after committing part of it is followed by one for the rest, and "
+        "run that failed after committing part of it is followed by one for the rest, "
+        f"work whose runs failed without committing is tried {ATTEMPTS} times in all, and "
         "no run is launched while another ingest is queued or running."
     ),
 )
@@ -64,6 +67,15 @@ def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
     key = (f"{cluster_id}/{kafka.topic}/"
            + ",".join(f"{p}:{ingested.get(p, 0)}" for p in sorted(ends)) + " to "
            + ",".join(f"{p}:{e}" for p, e in sorted(ends.items())))
+    # A run that failed without committing anything (a broker down at its start) leaves
+    # the same key: try it again, a few times, rather than wait for new records.
+    failed = len(context.instance.get_run_records(RunsFilter(
+        job_name=ingest_job.name, statuses=[DagsterRunStatus.FAILURE],
+        tags={"logstack/offsets": key}), limit=ATTEMPTS))
+    if failed >= ATTEMPTS:
+        return SkipReason(f"{failed} ingest runs of {key} failed; launch ingest_job once "
+                          "their cause is fixed, or wait for new records")
+    run_key = key if not failed else f"{key} (attempt {failed + 1})"
     # What the tick saw, as an observation of the topic: the UI then shows its end
     # offsets and lag beside the run that ingests them.
     observed = AssetObservation(asset_key="raw_topic", metadata={
@@ -72,7 +84,7 @@ def raw_topic_sensor(context: SensorEvaluationContext, kafka: KafkaResource,
         "lag": sum(end - ingested.get(p, 0) for p, end in behind.items()),
     })
     return SensorResult(
-        run_requests=[RunRequest(run_key=key, tags={"logstack/offsets": key})],
+        run_requests=[RunRequest(run_key=run_key, tags={"logstack/offsets": key})],
         cursor=json.dumps({"cluster": cluster_id, "end_offsets": ends}),
         asset_events=[observed],
     )

@@ -85,6 +85,34 @@ def test_a_run_killed_mid_way_is_followed_by_one_for_the_rest(settings, cluster,
         assert rest.run_requests[0].run_key != first.run_requests[0].run_key
 
 
+def test_work_whose_runs_failed_is_tried_three_times_in_all(settings, cluster):
+    """A run that failed without committing anything left the same key, and so nothing
+    was launched until new records came."""
+    from logstack_dagster.ingest.sensors import ATTEMPTS
+
+    topic.ensure_topic(cluster, settings.topic, 1)
+    topic.produce(cluster, settings.topic, [LINE] * 5, 1)
+    job = build_defs(settings).resolve_job_def("ingest_job")
+    with DagsterInstance.ephemeral() as instance:
+        keys = []
+        for _ in range(ATTEMPTS):
+            request = _tick(settings, instance).run_requests[0]
+            keys.append(request.run_key)
+            instance.create_run_for_job(job, status=DagsterRunStatus.FAILURE,
+                                        tags=request.tags)
+
+        given_up = _tick(settings, instance)
+
+        assert len(set(keys)) == ATTEMPTS
+        assert keys[1] == f"{keys[0]} (attempt 2)"
+        assert isinstance(given_up, SkipReason)
+        assert f"{ATTEMPTS} ingest runs of {keys[0]} failed" in given_up.skip_message
+
+        # New records are new work.
+        topic.produce(cluster, settings.topic, [LINE] * 2, 1)
+        assert _tick(settings, instance).run_requests[0].run_key not in keys
+
+
 def test_sensor_skips_while_an_ingest_run_is_in_progress(settings, cluster):
     topic.ensure_topic(cluster, settings.topic, 1)
     topic.produce(cluster, settings.topic, [LINE] * 5, 1)
