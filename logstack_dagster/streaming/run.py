@@ -1,8 +1,8 @@
 """Run the ingest dataflow as a process of its own: `python -m logstack_dagster.streaming.run`.
 
-It reads the topic until it has caught up (or forever with `--follow`), resumes from
-the Bytewax recovery store of the broker cluster and topic, and prints a JSON summary of
-what it committed. Under Dagster Pipes it streams its log and reports the summary back.
+It reads the topic until it has caught up (or forever with `--follow`), starting each
+partition where the lake's commits of it end, and prints a JSON summary of what it
+committed. Under Dagster Pipes it streams its log and reports the summary back.
 
 With `--processes N` above 1 this process only launches and watches N members of one
 Bytewax cluster (see `cluster.py`), each running `--workers` workers; it holds the ingest
