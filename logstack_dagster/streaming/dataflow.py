@@ -81,6 +81,9 @@ class BatchProcessor:
         self.enricher = enricher
 
     def __call__(self, raw: RawBatch) -> ProcessedBatch:
+        if not raw.offsets and not raw.values:
+            # An idle partition's tick (see `source.IDLE_TICK`): nothing to parse.
+            return ProcessedBatch(raw.topic, raw.partition, pa.table({}), pa.table({}))
         fmt = self.fixed_format or self.detected.get(raw.partition)
         result = parse_lines(raw.values, fmt)
         if fmt is None and result.rows.num_rows:

@@ -210,8 +210,15 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
         log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.processes,
                  options.workers, run_id)
-        _log_progress(cluster, Manifest(Lake.open(settings.lake), cluster_id, settings.topic),
-                      options.progress_seconds)
+        manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
+        # Every partition, before any starts where its commits end: the sink does this only
+        # for partitions that get records, and a partition that has caught up gets none, so
+        # a batch committed but not moved into place before a crash stayed out of sight.
+        for partition in range(partitions):
+            undone = manifest.recover(partition)
+            if undone:
+                log.info("partition %d: removed %d uncommitted batches", partition, undone)
+        _log_progress(cluster, manifest, options.progress_seconds)
         if options.processes == 1:
             _execute(settings, options, cluster, cluster_id, partitions, run_id, None)
         else:

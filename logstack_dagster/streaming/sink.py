@@ -126,11 +126,17 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
                 self.buffered += batch.records
         if self.buffered >= self.flush_rows:
             self.flush(wait=False)
+        else:
+            # Also on an idle partition's empty batches, which come every second or so.
+            self._flush_if_waited()
 
     def snapshot(self) -> None:
+        self._flush_if_waited()
+
+    def _flush_if_waited(self) -> None:
+        """Write the buffer once its oldest record has waited `commit_seconds`, and raise
+        what a finished write raised, rather than wait for more records to come."""
         if self.writing is not None and self.writing.done():
-            # A failed write is reported here, not only when more records come to a
-            # partition that may stay idle for hours.
             self._wait()
         if self.buffer and time.monotonic() - self.buffered_since >= self.commit_seconds:
             self.flush(wait=False)

@@ -15,6 +15,7 @@ and each sink partition commits its buffers one after the other, in offset order
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from bytewax.connectors.kafka import KafkaSource
@@ -28,6 +29,10 @@ from logstack_dagster.streaming.batch import RawBatch
 # is spread over many lines, small enough to keep a batch's tables a few MB.
 POLL_RECORDS = 20_000
 READ_WAIT, FOLLOW_WAIT = 0.005, 0.05  # seconds a poll waits for records; see below
+# Following the topic, an idle partition hands on an empty batch this often: Bytewax calls
+# a sink partition only when items come to it, and the sink writes what it holds once it
+# has waited long enough, and reports a failed write, only when called.
+IDLE_TICK = 1.0
 WATERMARK_TIMEOUT = 2.0  # seconds to wait for a partition's first offset
 
 
@@ -112,6 +117,7 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
         # the topic, an idle partition is polled this often, so the wait is longer there.
         self.wait = FOLLOW_WAIT if tail else READ_WAIT
         self.at_end = False
+        self.ticked = time.monotonic()
         self.offsets: list[int] = []
         self.stamps: list[int] = []
         self.values: list[bytes] = []
@@ -150,8 +156,16 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
             end = until_offset(self.until, self.partition)
             # Before its first record the position is a sentinel (below 0).
             reached = offsets[-1] + 1 if offsets else max(self.next_offset, 0)
+            if end is not None and reached < end:
+                # A transaction's marker takes an offset no record has, so a partition can
+                # end past its last record; the client's position moves past markers.
+                here = TopicPartition(self.topic, self.partition)
+                reached = max(reached, self.consumer.position([here])[0].offset)
             self.at_end = end is not None and reached >= end
         if not offsets or not (full or idle or self.at_end):
+            if idle and not offsets and time.monotonic() - self.ticked >= IDLE_TICK:
+                self.ticked = time.monotonic()
+                return [RawBatch(self.topic, self.partition, [], [], [])]
             return []
         batch = RawBatch(self.topic, self.partition, offsets, stamps, values)
         self.offsets, self.stamps, self.values = [], [], []

@@ -24,6 +24,7 @@ from logstack_dagster_tests.conftest import settings_env
 pytestmark = pytest.mark.integration
 
 FLOW = [sys.executable, "-m", "logstack_dagster.streaming.run"]
+LINE = b'203.0.113.9 - - [22/Jan/2019:03:56:14 +0330] "GET / HTTP/1.1" 200 5 "-" "x"'
 
 
 def _lake_counts(settings):
@@ -106,6 +107,61 @@ def test_a_kill_after_snapshots_but_before_a_commit_loses_nothing(settings, clus
 
     assert final.returncode == 0, final.stderr
     assert _lake_counts(settings) == (produced, produced, produced)
+
+
+# Runs the dataflow, but SIGKILLs it the moment its first commit record is written, before
+# the batch's files are moved into place.
+_KILL_AT_PUBLISH = """
+import os, signal, sys
+from logstack_dagster.lake import manifest
+manifest.Manifest.publish = lambda self, commit: os.kill(os.getpid(), signal.SIGKILL)
+from logstack_dagster.streaming.run import main
+sys.exit(main([]))
+"""
+
+
+def test_a_batch_committed_but_not_moved_into_place_is_seen_after_a_caught_up_run(
+        settings, cluster, tmp_path):
+    """The next run starts where the commits end, so the partition gets no records and its
+    sink partition is never made: the recovery it did on start must happen anyway."""
+    produced = _produce_sample(settings, cluster, tmp_path, 1_000, partitions=1)
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT_PUBLISH], env=settings_env(settings),
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+    manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
+    assert sum(c.records for c in manifest.commits()) == produced
+    assert _lake_counts(settings)[0] == 0
+
+    again = subprocess.run(FLOW, env=settings_env(settings), capture_output=True, text=True,
+                           timeout=300)
+
+    assert again.returncode == 0, again.stderr
+    assert _lake_counts(settings) == (produced, produced, produced)
+    assert not list((Path(settings.lake) / "_staging").iterdir())
+
+
+def test_a_partition_gone_quiet_is_written_commit_seconds_after_its_last_record(
+        settings, cluster, tmp_path):
+    """Bytewax calls a sink partition only when items come to it: the rows of a partition
+    that went quiet stayed in its buffer until the run stopped."""
+    topic.ensure_topic(cluster, settings.topic, 2)
+    # The epoch the records come in ends long before they have waited 10 s.
+    following = subprocess.Popen([*FLOW, "--follow", "--epoch-seconds", "1",
+                                  "--commit-seconds", "10"],
+                                 env=settings_env(settings), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        topic.produce(cluster, settings.topic, [LINE] * 10, 2)
+        deadline = time.monotonic() + 60
+        while _lake_counts(settings)[0] < 10 and time.monotonic() < deadline:
+            assert following.poll() is None
+            time.sleep(0.5)
+        assert _lake_counts(settings) == (10, 10, 10)
+    finally:
+        following.send_signal(signal.SIGKILL)
+        following.wait()
 
 
 def test_broker_paused_mid_run_then_resumed(settings, cluster, tmp_path, broker_home):

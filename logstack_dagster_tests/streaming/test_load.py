@@ -17,6 +17,7 @@ from logstack_dagster_tests.conftest import count_lines, settings_env
 pytestmark = pytest.mark.integration
 
 LOGSTACK = str(Path(sys.executable).parent / "logstack")
+LINE = b'203.0.113.%d - - [22/Jan/2019:03:56:14 +0330] "GET / HTTP/1.1" 200 5 "-" "x"'
 
 
 def _run(settings, *args, timeout=300):
@@ -185,3 +186,26 @@ def test_load_into_a_topic_made_again_is_refused_before_producing(settings, tmp_
     # Refused before producing: the remade topic is empty, the lake as it was.
     assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == 0
     assert _lake_counts(settings)[2] == 2_000
+
+
+def test_load_ends_when_a_partition_ends_with_a_transaction_marker(settings, tmp_path):
+    """A committed transaction leaves a marker at the end of each partition it wrote; the
+    load waited for ever to read a record at the marker's offset."""
+    from confluent_kafka import Producer
+
+    cluster = topic.resolve_cluster(settings)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    producer = Producer(cluster.librdkafka_config(**{"transactional.id": settings.topic}))
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    for n in range(10):
+        producer.produce(settings.topic, LINE % n, partition=n % 2)
+    producer.commit_transaction(15)
+    del producer  # its coordinator connection would outlive the test's broker
+    log = tmp_path / "one.log"
+    log.write_bytes(LINE % 10 + b"\n")  # to partition 0: partition 1 ends with its marker
+
+    loaded = _run(settings, "load", str(log), timeout=120)
+
+    assert loaded.returncode == 0, loaded.stderr
+    assert _lake_counts(settings)[2] == 11

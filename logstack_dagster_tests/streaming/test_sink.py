@@ -85,10 +85,12 @@ def test_a_failed_write_is_raised_at_a_later_snapshot_of_an_idle_partition(manif
     if staging.exists():
         staging.rmdir()
     staging.write_text("in the way\n")
-    part.write_batch([_batch(0, 10)])
-    part.snapshot()  # hands the buffer to the writer
-
     raised = None
+    try:
+        part.write_batch([_batch(0, 10)])  # hands the buffer to the writer at once
+    except OSError as exc:
+        raised = exc
+
     deadline = time.monotonic() + 10
     while raised is None and time.monotonic() < deadline:
         try:
