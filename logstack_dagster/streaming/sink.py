@@ -5,9 +5,10 @@ splits them by UTC hour (event time for rows; for quarantined lines the event ti
 parsed neighbour, else the broker's record time), writes one file per hour and table
 (staged on a local disk, under its final name on object storage), commits the batch to
 the manifest, then publishes the files (see `lake/manifest.py`). A flush happens when
-the buffer holds the partition's share of `BUFFER_ROWS`, at the first Bytewax snapshot
-after its oldest record has waited `commit_seconds`, and when the input ends. A crash loses
-nothing buffered: the next run reads the topic again from the lake's last commit.
+the buffer holds the partition's share of `BUFFER_ROWS`, once its oldest record has waited
+`commit_seconds` (checked at every batch, an idle partition's empty ones included, and at
+every snapshot), and when the input ends. A crash loses nothing buffered: the next run
+reads the topic again from the lake's last commit.
 """
 
 from __future__ import annotations
