@@ -169,12 +169,12 @@ def check_settings(settings: Settings, log_format: str | None, enrich: bool = Tr
     if enrich:
         from logstack_dagster.enrichment.geoip import GeoEnricher
 
-        asn = settings.geoip_asn_db
-        for name, databases in (("GEOIP_CITY_DB", (settings.geoip_city_db, None)),
-                                ("GEOIP_ASN_DB", (settings.geoip_city_db, asn) if asn else ())):
+        checks = [("GEOIP_CITY_DB", None)]
+        if settings.geoip_asn_db:
+            checks.append(("GEOIP_ASN_DB", settings.geoip_asn_db))
+        for name, asn_db in checks:
             try:
-                if databases:
-                    GeoEnricher(*databases, cache_size=1).close()
+                GeoEnricher(settings.geoip_city_db, asn_db, cache_size=1).close()
             except (OSError, ValueError) as exc:
                 raise SettingsError(f"{name}: {exc}") from None
 
@@ -202,18 +202,17 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
         raise LogstackError(f"topic {settings.topic!r} does not exist on {cluster.brokers}")
 
     check_writable(settings.lake)
-    refuse_remade_topic(cluster, settings.topic, partitions,
-                        Manifest(Lake.open(settings.lake), cluster_id, settings.topic))
+    manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
+    refuse_remade_topic(cluster, settings.topic, partitions, manifest)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
     with _exclusive(recovery, options.total_workers) as lock:
         log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.processes,
                  options.workers, run_id)
-        manifest = Manifest(Lake.open(settings.lake), cluster_id, settings.topic)
-        # Every partition, before any starts where its commits end: the sink does this only
-        # for partitions that get records, and a partition that has caught up gets none, so
-        # a batch committed but not moved into place before a crash stayed out of sight.
+        # Every partition, before any starts where its commits end: done by each sink
+        # partition when it was made, this missed a caught-up partition, which gets no
+        # records, so a batch committed but not moved into place stayed out of sight.
         for partition in range(partitions):
             undone = manifest.recover(partition)
             if undone:

@@ -111,9 +111,8 @@ class LakePartition(StatefulSinkPartition[ProcessedBatch, None]):
         self.writer = ThreadPoolExecutor(1, thread_name_prefix=f"lake-{partition}")
         self.writing: Future | None = None
 
-        undone = manifest.recover(partition)
-        if undone:
-            log.info("partition %d: removed %d uncommitted batches", partition, undone)
+        # What a crash interrupted was finished or undone by the runner, for every partition,
+        # before the dataflow started (`run.run_flow`).
         self.committed = manifest.committed_ranges(partition)
 
     def write_batch(self, values: list[ProcessedBatch]) -> None:
