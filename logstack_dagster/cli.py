@@ -138,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
     _topic_flags(requeue)
     requeue.set_defaults(handler=_requeue)
 
+    compact = commands.add_parser(
+        "compact", help="merge the small files of past hours, one file per topic partition")
+    compact.add_argument("--before", type=_before_time, metavar="TIME",
+                         help="only hours that end by then, ISO date or time, UTC unless an "
+                              "offset is given (default: the start of the previous hour)")
+    compact.add_argument("--grace-seconds", type=_seconds, default=None, metavar="S",
+                         help="how long replaced files stay for readers that listed them "
+                              "(default 900; 0 deletes them at once, unsafe while others "
+                              "read the lake)")
+    compact.set_defaults(handler=_compact)
+
     query = commands.add_parser(
         "query", help="run SQL over the lake and the metric tables, or open a DuckDB shell")
     query.add_argument("sql", nargs="?",
@@ -221,6 +232,15 @@ def _seconds(text: str) -> float:
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
     return value
+
+
+def _before_time(text: str):
+    from logstack_dagster.report.filters import parse_from
+
+    try:
+        return parse_from(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -375,6 +395,20 @@ def _requeue(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace, settings: Settings) -> int:
+    from logstack_dagster.lake.compact import GRACE_SECONDS, compact
+    from logstack_dagster.lake.layout import Lake
+
+    grace = GRACE_SECONDS if args.grace_seconds is None else args.grace_seconds
+    result = compact(Lake.open(settings.lake), settings.home, before=args.before,
+                     grace_seconds=grace)
+    print(f"merged {result.replaced_files:,} files into {result.merged_files:,} "
+          f"({result.rows:,} rows) over {len(result.hours)} hours; deleted "
+          f"{result.deleted_files:,} replaced files whose {grace:g} s were over"
+          + (f"; undid {result.undone} merges a crash interrupted" if result.undone else ""))
+    return 0
+
+
 def _print_parsed(stream, fmt, batch_size: int = 10_000) -> None:
     """Print one JSON object per input line, in input order: fields, or the rejection."""
     from itertools import islice
@@ -439,7 +473,8 @@ def _query(args: argparse.Namespace, settings: Settings) -> int:
                 hint = ("; the metric tables are built by `logstack materialize` (or "
                         "`logstack demo`) once the lake holds data")
             raise UserError(f"query failed: {str(exc).splitlines()[0]}{hint}") from None
-        if cursor.description is None:
+        # DuckDB gives no cursor for SQL without a statement (blank, or comments only).
+        if cursor is None or cursor.description is None:
             return 0
         names = [d[0] for d in cursor.description]
         rows = cursor.fetchall()

@@ -18,6 +18,7 @@ from logstack_dagster.ingest.sensors import raw_topic_sensor
 from logstack_dagster.lake.assets import ingest_job, requests_lake
 from logstack_dagster.lake.checks import ingest_reconciliation, newest_event_freshness
 from logstack_dagster.lake.resources import LakeResource
+from logstack_dagster.lake.schedules import compact_lake_job, compact_lake_schedule
 from logstack_dagster.metrics.assets import metric_assets
 from logstack_dagster.metrics.checks import metric_totals_match_lake, parse_failure_share
 from logstack_dagster.metrics.schedules import hourly_metrics_job, hourly_metrics_schedule
@@ -31,8 +32,8 @@ def build_defs(settings: Settings) -> Definitions:
         assets=[raw_topic, requests_lake, *metric_assets],
         asset_checks=[parse_failure_share, metric_totals_match_lake, ingest_reconciliation,
                       newest_event_freshness],
-        jobs=[ingest_job, hourly_metrics_job],
-        schedules=[hourly_metrics_schedule],
+        jobs=[ingest_job, hourly_metrics_job, compact_lake_job],
+        schedules=[hourly_metrics_schedule, compact_lake_schedule],
         sensors=[raw_topic_sensor, late_data_automation_sensor, run_failure_alert_sensor],
         resources=build_resources(settings),
         # Every metric step takes the one-slot DuckDB pool, so steps run one after

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster import AssetKey
+from dagster import AssetKey, DefaultScheduleStatus
 
 from logstack_dagster.definitions import defs
 
@@ -43,6 +43,10 @@ def test_metric_assets_share_the_hourly_partitions_of_the_lake():
 def test_sensor_schedule_jobs_and_check_are_defined():
     assert defs.get_sensor_def("raw_topic_sensor").job_name == "ingest_job"
     assert defs.get_schedule_def("hourly_metrics_schedule").job_name == "hourly_metrics_job"
+    compaction = defs.get_schedule_def("compact_lake_schedule")
+    # A pass rewrites past hours: a deployment turns it on.
+    assert compaction.job_name == "compact_lake_job"
+    assert compaction.default_status == DefaultScheduleStatus.STOPPED
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
     assert "parse_failure_share" in checks
 

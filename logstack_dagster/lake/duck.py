@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 from fsspec.implementations.arrow import ArrowFSWrapper
 
+from logstack_dagster.lake.compact import hidden_by_compaction
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
 from logstack_dagster.lake.manifest import pending_paths
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
@@ -37,14 +38,18 @@ def use_lake(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
 def complete_files(lake: Lake, table: str, hour: datetime | None = None) -> list[str]:
     """The Parquet files of `table` (of one UTC hour, or all) that readers may count, as
     DuckDB paths: on object storage, those of batches still being written or left by a
-    crash are left out."""
-    if hour is None:
-        files = lake.list_files(lake.path(table), recursive=True)
-    else:
-        files = lake.list_files(lake.path(table, hour_dir(hour)))
-    # Listed first, notes read second: see `pending_paths`.
-    pending = pending_paths(lake)
-    return [lake.url(f) for f in files if f.endswith(".parquet") and f not in pending]
+    crash are left out, and on any lake the files a compaction replaced or is writing."""
+    folder = lake.path(table) if hour is None else lake.path(table, hour_dir(hour))
+    return [lake.url(f) for f in readable_files(lake, folder, recursive=hour is None)]
+
+
+def readable_files(lake: Lake, folder: str, recursive: bool = False) -> list[str]:
+    """The Parquet files in `folder` that readers count, as paths on the lake's
+    filesystem; see `complete_files`."""
+    files = [f for f in lake.list_files(folder, recursive) if f.endswith(".parquet")]
+    # Listed first, notes read second: see `pending_paths` and `hidden_by_compaction`.
+    hidden = pending_paths(lake) | hidden_by_compaction(lake, set(files))
+    return [f for f in files if f not in hidden]
 
 
 def hour_files(lake: Lake, table: str, hour: datetime) -> list[str]:
@@ -58,9 +63,13 @@ def parquet_source(files: list[str], hive_partitioning: bool | None = None) -> s
     `hive_partitioning` False leaves out the columns DuckDB would make of the folder
     names (`year`, ..., `hour`); None lets DuckDB decide.
     """
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     hive = "" if hive_partitioning is None else f", hive_partitioning = {hive_partitioning}"
-    return f"read_parquet([{listed}], union_by_name = true{hive})"
+    return f"read_parquet({sql_list(files)}, union_by_name = true{hive})"
+
+
+def sql_list(files: list[str]) -> str:
+    """`files` as a DuckDB list of string literals."""
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
 
 def hours_source(lake: Lake, table: str, hours: list[datetime]) -> str | None:
@@ -90,22 +99,19 @@ def register_views(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     """Create the views `requests` and `quarantine` over every file of the lake.
 
     A table with no files yet gets an empty view of the right columns, so queries bind.
-    On object storage the views name the files complete when they were created.
+    The views name the files that were complete when they were created.
     """
     from logstack_dagster.lake.requeue import without_requeued
     from logstack_dagster.lake.schema import rows_schema
 
     use_lake(conn, lake)
     for table, schema in ((ROWS, rows_schema()), (QUARANTINE, QUARANTINE_SCHEMA)):
-        if lake.local:
-            files = "'" + lake.glob(table).replace("'", "''") + "'"
-        else:
-            # A glob would match files of uncommitted batches too: list complete ones.
-            listed = complete_files(lake, table)
-            files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in listed) + "]"
-            files = files if listed else None
-        source = None if files is None else (
-            f"read_parquet({files}, union_by_name = true, hive_partitioning = false)")
+        # A glob would also match files of uncommitted batches (object storage) and both
+        # sides of a compaction's swap: list the complete ones.
+        listed = complete_files(lake, table)
+        source = None if not listed else (
+            f"read_parquet({sql_list(listed)}, union_by_name = true, "
+            "hive_partitioning = false)")
         if source is not None and table == QUARANTINE:
             # Lines parsed since by `logstack requeue` count as rows, not here.
             source = without_requeued(source, lake)

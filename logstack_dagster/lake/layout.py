@@ -5,6 +5,7 @@
     <root>/_manifest/<cluster>/<topic>/partition=N/<first>-<last>.json  commit records
     <root>/_staging/<batch>/...        on a local disk: files not yet committed
     <root>/_staging/<batch>.json       on object storage: files being written, not committed
+    <root>/_compaction/<digest>.json   merges of small files under way (see `compact.py`)
 
 Hours are UTC. A row's hour is its event time. A quarantined line has no trusted time of
 its own: it goes to the hour of the nearest line that parsed in the same batch (lines of
@@ -36,6 +37,7 @@ ROWS = "requests"
 QUARANTINE = "quarantine"
 MANIFEST = "_manifest"
 STAGING = "_staging"
+COMPACTION = "_compaction"
 
 # pyarrow accepts these in a URI's query; logstack takes credentials from the standard
 # AWS variables only, so that no URI it prints or stores can carry them.
@@ -104,8 +106,9 @@ class Lake:
     def glob(self, table: str) -> str:
         """The Parquet glob of `table` for DuckDB.
 
-        On object storage a glob also matches files of batches still being written; the
-        views of `duck.py` list complete files instead.
+        A glob also matches files of batches still being written (on object storage) and
+        both sides of a compaction's swap; readers that count rows list complete files
+        instead (`duck.complete_files`).
         """
         return self.url(f"{self.root}/{table}/*/*/*/*/*.parquet")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 
 from logstack_dagster.errors import LogstackError
-from logstack_dagster.lake.duck import connect
+from logstack_dagster.lake.duck import complete_files, connect, sql_list
 from logstack_dagster.lake.layout import QUARANTINE, Lake
 from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, ensure_table
 from logstack_dagster.report.filters import HOUR, FilterError, ReportFilter, timestamp_sql
@@ -125,17 +125,21 @@ def _file_quarantine(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     The sink picks that hour (a parsed neighbour's event time, else the broker's time), so
     the folder, not any one column, is what the metric tables counted.
     """
-    glob = lake.glob(QUARANTINE).replace("'", "''")
-    try:
-        conn.execute(
-            "CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
-            "SELECT * EXCLUDE (year, month, day, hour), "
-            "make_timestamptz(year::BIGINT, month::BIGINT, day::BIGINT, hour::BIGINT, 0, 0, "
-            "'UTC') AS hour "
-            f"FROM read_parquet('{glob}', union_by_name = true, hive_partitioning = true)")
-    except duckdb.IOException:
-        conn.execute("CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
-                     "SELECT *, NULL::TIMESTAMPTZ AS hour FROM quarantine")
+    files = complete_files(lake, QUARANTINE)
+    if files:
+        try:
+            conn.execute(
+                "CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
+                "SELECT * EXCLUDE (year, month, day, hour), "
+                "make_timestamptz(year::BIGINT, month::BIGINT, day::BIGINT, hour::BIGINT, "
+                "0, 0, 'UTC') AS hour "
+                f"FROM read_parquet({sql_list(files)}, union_by_name = true, "
+                "hive_partitioning = true)")
+            return
+        except duckdb.IOException:
+            pass
+    conn.execute("CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
+                 "SELECT *, NULL::TIMESTAMPTZ AS hour FROM quarantine")
 
 
 def _lake_metrics(lake: Lake, report_filter: ReportFilter,

@@ -1,0 +1,311 @@
+"""Compaction: the small files of a past hour merged into one per topic partition.
+
+Every commit of the dataflow writes at least one file per table and hour it touches, so
+an hour fed by a followed topic or by runs of the ingest sensor collects dozens of small
+files per partition. `compact` merges, in each hour folder of each table, the files of
+one topic partition (same cluster, topic and partition: the batch name's prefix) into one
+`<prefix><first>-<last>-compacted.parquet`, rows in offset order, and the batches it holds
+in the file's metadata. The commit records are not touched: they say which records are in
+the lake, and the merged file holds the same rows.
+
+Readers must never count a row twice or miss one while files are swapped, on a local
+disk or on object storage, where nothing renames several files at once. A note in
+`_compaction/` names the merged file and the files it replaces, and moves through states:
+
+    staged    written before the merged file: readers leave the merged file out
+    swapped   the merged file is complete (the commit point): readers that listed it
+              leave out the files it replaces; those that did not, listed the old files
+    cleared   the old files are deleted, `grace` seconds after the swap
+    (gone)    the note is deleted, another `grace` seconds later
+
+A reader lists a folder first and reads the notes second (`hidden_paths`), so a reader
+that takes less than `grace` seconds from listing to reading its files sees each row
+once: the old files stay until `grace` after the swap, and the note until `grace` after
+they are gone. A later pass finishes what an earlier one started; a staged note left by
+a crash is undone (its merged file deleted). One compaction runs at a time per
+LOGSTACK_HOME (a lock there); two machines compacting one object-storage lake at once are
+not supported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from logstack_dagster.errors import LogstackError
+from logstack_dagster.lake.layout import (
+    COMPACTION,
+    QUARANTINE,
+    ROWS,
+    Lake,
+    parquet_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+# Seconds between a swap and deleting the files it replaced, and again before the note
+# goes: longer than any reader takes from listing a folder to reading its files.
+GRACE_SECONDS = 900.0
+# Merged files stop growing here; a bigger group of small files makes several.
+MAX_ROWS = 1_000_000
+SUFFIX = "-compacted.parquet"
+MERGED_KEY = b"logstack.merged_batches"
+
+# `<topic>-<cluster tag>-p<partition>-<first>-<last>[-compacted].parquet`
+_NAME = re.compile(r"^(?P<prefix>.+-[0-9a-f]{8}-p\d{3}-)(?P<first>\d{12})-(?P<last>\d{12})"
+                   r"(?P<compacted>-compacted)?\.parquet$")
+
+
+class CompactionBusy(LogstackError):
+    """Another compaction holds the lock."""
+
+
+@dataclass
+class Note:
+    """One merge: the merged file, the files it replaces (paths from the lake root)."""
+
+    file: str
+    replaces: list[str]
+    rows: int
+    state: str = "staged"
+    swapped_at: str = ""
+    cleared_at: str = ""
+
+    @property
+    def name(self) -> str:
+        """The note's file name in `_compaction/`: named by the merged file's path."""
+        return hashlib.sha256(self.file.encode()).hexdigest()[:32] + ".json"
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, sort_keys=True).encode()
+
+
+@dataclass
+class CompactionResult:
+    """What one pass did."""
+
+    merged_files: int = 0
+    """Files written, each replacing several."""
+    replaced_files: int = 0
+    rows: int = 0
+    deleted_files: int = 0
+    """Replaced files deleted, their grace over."""
+    undone: int = 0
+    """Merges a crash interrupted before their swap, undone."""
+    hours: set[str] = field(default_factory=set)
+
+
+def read_notes(lake: Lake) -> list[Note]:
+    """Every note, oldest swap first (staged ones last)."""
+    notes = []
+    for path in lake.list_files(lake.path(COMPACTION)):
+        if not path.endswith(".json"):
+            continue
+        try:
+            notes.append(Note(**json.loads(lake.read(path))))
+        except FileNotFoundError:
+            continue  # cleared between the listing and the read
+    return sorted(notes, key=lambda n: (n.state == "staged", n.swapped_at, n.file))
+
+
+def hidden_by_compaction(lake: Lake, listed: set[str]) -> set[str]:
+    """Of the files a reader `listed` (full paths), those it must leave out because a
+    merge is under way or done: the merged file until its swap, or when the reader did
+    not list it; else the files it replaces. Call this after listing, never before."""
+    hidden = set()
+    for note in read_notes(lake):
+        merged = lake.path(note.file)
+        if note.state != "staged" and merged in listed:
+            hidden.update(lake.path(p) for p in note.replaces)
+        else:
+            hidden.add(merged)
+    return hidden
+
+
+def compact(lake: Lake, lock_dir: Path, *, before: datetime | None = None,
+            grace_seconds: float = GRACE_SECONDS, max_rows: int = MAX_ROWS,
+            now: datetime | None = None) -> CompactionResult:
+    """Finish earlier merges whose grace is over, then merge the files of every hour that
+    ends by `before` (default: the start of the previous hour) that has more than one file
+    of a topic partition. Raises CompactionBusy when another compaction runs."""
+    now = now or datetime.now(timezone.utc)
+    if before is None:
+        before = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    result = CompactionResult()
+    with _exclusive(lock_dir):
+        _advance(lake, now, grace_seconds, result)
+        busy = _busy_paths(lake)
+        for table in (ROWS, QUARANTINE):
+            for folder, hour in _hour_folders(lake, table):
+                if hour + timedelta(hours=1) > before:
+                    continue
+                for group in _groups(lake, folder, busy):
+                    for chunk in _chunks(lake, group, max_rows):
+                        if len(chunk) > 1:
+                            _merge(lake, chunk, now, result)
+                            result.hours.add(hour.isoformat())
+        # With no grace, the merges of this pass are finished at once.
+        if grace_seconds <= 0:
+            _advance(lake, now, grace_seconds, result)
+            _advance(lake, now, grace_seconds, result)
+    return result
+
+
+@contextmanager
+def _exclusive(lock_dir: Path) -> Iterator[None]:
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "compact.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CompactionBusy(
+                f"another compaction of this lake is running (lock {lock_dir / 'compact.lock'})"
+            ) from None
+        yield
+
+
+def _advance(lake: Lake, now: datetime, grace_seconds: float,
+             result: CompactionResult) -> None:
+    """Undo staged merges, delete replaced files and then notes whose grace is over."""
+    grace = timedelta(seconds=grace_seconds)
+    for note in read_notes(lake):
+        note_path = lake.path(COMPACTION, note.name)
+        if note.state == "staged":
+            # Only a crashed pass leaves one (passes hold the lock): the merged file may be
+            # partly there; the files it would replace are all still in place.
+            lake.delete_if_present(lake.path(note.file))
+            lake.delete_if_present(lake.path(note.file) + ".tmp")  # a local write cut short
+            lake.delete_if_present(note_path)
+            result.undone += 1
+        elif note.state == "swapped" and now - _time(note.swapped_at) >= grace:
+            for path in note.replaces:
+                lake.delete_if_present(lake.path(path))
+                result.deleted_files += 1
+            note.state, note.cleared_at = "cleared", _stamp(now)
+            lake.write_atomic(note_path, note.to_json())
+        elif note.state == "cleared" and now - _time(note.cleared_at) >= grace:
+            lake.delete_if_present(note_path)
+
+
+def _busy_paths(lake: Lake) -> set[str]:
+    """Files no merge may take: those a note names whose merge is not cleared (their
+    readers' rules would cross), and those of batches not yet committed."""
+    from logstack_dagster.lake.manifest import pending_paths
+
+    busy = set(pending_paths(lake))
+    for note in read_notes(lake):
+        if note.state != "cleared":
+            busy.add(lake.path(note.file))
+            busy.update(lake.path(p) for p in note.replaces)
+    return busy
+
+
+def _hour_folders(lake: Lake, table: str) -> Iterator[tuple[str, datetime]]:
+    for year in lake.list_dirs(lake.path(table)):
+        for month in lake.list_dirs(year):
+            for day in lake.list_dirs(month):
+                for hour in lake.list_dirs(day):
+                    parts = dict(p.split("=", 1) for p in hour[len(lake.path(table)) + 1:]
+                                 .split("/"))
+                    try:
+                        yield hour, datetime(int(parts["year"]), int(parts["month"]),
+                                             int(parts["day"]), int(parts["hour"]),
+                                             tzinfo=timezone.utc)
+                    except (KeyError, ValueError):
+                        log.warning("compaction skips %s: not an hour folder", hour)
+
+
+def _groups(lake: Lake, folder: str, busy: set[str]) -> list[list[tuple[str, int, int]]]:
+    """The folder's files by topic partition: (path, first offset, last offset), in
+    offset order; requeue files and files of uncommitted batches are left alone."""
+    groups: dict[str, list[tuple[str, int, int]]] = {}
+    for path in lake.list_files(folder):
+        match = _NAME.match(path.rsplit("/", 1)[1])
+        if match is None or path in busy:
+            continue
+        groups.setdefault(match["prefix"], []).append(
+            (path, int(match["first"]), int(match["last"])))
+    return [sorted(files, key=lambda f: f[1]) for _, files in sorted(groups.items())]
+
+
+def _chunks(lake: Lake, group: list[tuple[str, int, int]],
+            max_rows: int) -> Iterator[list[tuple[str, int, int]]]:
+    """Runs of files, in offset order, of at most `max_rows` rows together; a file that
+    alone reaches half of it is left as it is."""
+    chunk: list[tuple[str, int, int]] = []
+    rows = 0
+    for item in group:
+        # From the footer: the data is read only for files that are merged.
+        with lake.fs.open_input_file(item[0]) as handle:
+            count = pq.ParquetFile(handle).metadata.num_rows
+        if count >= max_rows // 2:
+            yield chunk
+            chunk, rows = [], 0
+            continue
+        if chunk and rows + count > max_rows:
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(item)
+        rows += count
+    yield chunk
+
+
+def _merge(lake: Lake, files: list[tuple[str, int, int]], now: datetime,
+           result: CompactionResult) -> None:
+    tables, batches = [], []
+    for path, first, last in files:
+        with lake.fs.open_input_file(path) as handle:
+            table = pq.read_table(handle)
+        tables.append(table)
+        batches.extend(merged_batches(table.schema) or [[first, last]])
+    try:
+        merged = pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowInvalid as exc:  # a column whose type changed between versions
+        log.warning("compaction skips %d files of %s: %s", len(files),
+                    files[0][0].rsplit("/", 1)[0], exc)
+        return
+    merged = merged.replace_schema_metadata(
+        {**(merged.schema.metadata or {}), MERGED_KEY: json.dumps(batches).encode()})
+    folder = files[0][0].rsplit("/", 1)[0]
+    prefix = _NAME.match(files[0][0].rsplit("/", 1)[1])["prefix"]
+    target = f"{folder}/{prefix}{files[0][1]:012d}-{max(f[2] for f in files):012d}{SUFFIX}"
+    root = lake.path("")
+    note = Note(file=target[len(root):], replaces=[f[0][len(root):] for f in files],
+                rows=merged.num_rows)
+    if lake.exists(target):
+        log.warning("compaction skips %s: it exists already", target)
+        return
+    note_path = lake.path(COMPACTION, note.name)
+    lake.write_atomic(note_path, note.to_json())
+    lake.write_atomic(target, parquet_bytes(merged))
+    note.state, note.swapped_at = "swapped", _stamp(now)
+    lake.write_atomic(note_path, note.to_json())  # the commit point
+    result.merged_files += 1
+    result.replaced_files += len(files)
+    result.rows += merged.num_rows
+
+
+def merged_batches(schema: pa.Schema) -> list[list[int]] | None:
+    """The [first, last] offset ranges of the batches a merged file holds, from its
+    metadata; None for a file the sink wrote."""
+    raw = (schema.metadata or {}).get(MERGED_KEY)
+    return None if raw is None else json.loads(raw)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)

@@ -1,0 +1,295 @@
+"""Compaction merges a partition's files of an hour into one, and no reader, reconcile
+or later run counts a row twice or misses one: before, during (a crash at each write of
+a merge) and after the swap, and after the replaced files are gone."""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from logstack_dagster.lake import compact as compaction
+from logstack_dagster.lake.compact import (
+    SUFFIX,
+    CompactionBusy,
+    compact,
+    hidden_by_compaction,
+    merged_batches,
+    read_notes,
+)
+from logstack_dagster.lake.duck import complete_files, hours_source, register_views
+from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake
+from logstack_dagster.lake.manifest import Manifest
+from logstack_dagster.lake.reconcile import reconcile
+from logstack_dagster.streaming.batch import RawBatch
+from logstack_dagster.streaming.dataflow import BatchProcessor
+from logstack_dagster.streaming.sink import LakePartition
+
+GOOD = b'10.0.%d.%d - - [10/Oct/2000:%02d:%02d:07 -0700] "GET /p%d HTTP/1.0" 200 %d'
+BAD = b"this line is no access log line %d"
+HOURS = (13, 14)
+FAR = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _lines(first: int, count: int) -> list[bytes]:
+    """`count` lines from offset `first`: two hours of common-format lines, every
+    seventh one broken."""
+    lines = []
+    for n in range(first, first + count):
+        hour = HOURS[(n // 40) % 2]
+        lines.append(BAD % n if n % 7 == 3 else
+                     GOOD % (n % 200, n % 250, hour, n % 60, n, n))
+    return lines
+
+
+def _fill(lake: Lake, partition: int, first: int, batches: int, size: int,
+          run_id: str = "run-1") -> int:
+    """Commit `batches` batches of `size` records to `partition`, one commit each (the
+    small files of a followed topic); returns the next offset."""
+    manifest = Manifest(lake, "cluster-a", "requests")
+    part = LakePartition(manifest, partition, run_id, flush_rows=size, commit_seconds=0)
+    processor = BatchProcessor("common", enricher=None)
+    for index in range(batches):
+        start = first + index * size
+        raw = RawBatch("requests", partition, list(range(start, start + size)),
+                       [971186136000] * size, _lines(start, size))
+        part.write_batch([processor(raw)])
+        part.snapshot()
+    part.close()
+    return first + batches * size
+
+
+def _seen(lake: Lake) -> dict:
+    """What readers see: the views' counts and an order-free hash of every row, the
+    per-hour sources' counts, and whether the manifest reconciles."""
+    conn = duckdb.connect()
+    register_views(conn, lake)
+    seen = {}
+    for table in (ROWS, QUARANTINE):
+        seen[table] = conn.execute(
+            f"SELECT count(*), bit_xor(hash(t)) FROM {table} t").fetchone()
+    hours = [datetime(2000, 10, 10, h + 7, tzinfo=timezone.utc) for h in HOURS]
+    for table in (ROWS, QUARANTINE):
+        seen[f"{table} by hour"] = conn.execute(
+            f"SELECT hour, count(*) FROM {hours_source(lake, table, hours)} "
+            "GROUP BY hour ORDER BY hour").fetchall()
+    result = reconcile(Manifest(lake, "cluster-a", "requests"))
+    seen["reconciles"] = (result.passed, result.mismatches, result.gaps)
+    return seen
+
+
+def _files(lake: Lake, table: str = ROWS) -> list[str]:
+    return sorted(lake.list_files(lake.path(table), recursive=True))
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    lake = Lake.open(str(tmp_path / "lake"))
+    for partition in (0, 1):
+        _fill(lake, partition, 0, batches=6, size=80)
+    return lake
+
+
+def test_a_pass_merges_each_partitions_files_of_an_hour_and_readers_count_the_same(
+        lake, tmp_path):
+    before = _seen(lake)
+    assert before[ROWS][0] + before[QUARANTINE][0] == 2 * 6 * 80
+    assert before["reconciles"] == (True, [], [])
+    old_files = _files(lake)
+    # 6 commits x 2 hours x 2 partitions.
+    assert len(old_files) == 24
+
+    now = datetime.now(timezone.utc)
+    result = compact(lake, tmp_path / "home", before=FAR, now=now)
+    assert (result.merged_files, result.replaced_files) == (8, 48)  # with the quarantine
+    assert _seen(lake) == before
+    # The replaced files stay for readers that listed them, and are hidden.
+    merged = [f for f in _files(lake) if f.endswith(SUFFIX)]
+    assert len(merged) == 4 and set(old_files) < set(_files(lake))
+    assert [f for f in complete_files(lake, ROWS)] == merged
+
+    # Each merged file holds its partition's rows of its hour in offset order, and says
+    # which batches it took in.
+    for path in merged:
+        table = pq.read_table(path)
+        offsets = table.column("offset").to_pylist()
+        assert offsets == sorted(offsets)
+        assert merged_batches(table.schema) == [[n * 80, n * 80 + 79] for n in range(6)]
+
+    # Grace over: the replaced files go; again: the notes go.
+    later = compact(lake, tmp_path / "home", before=FAR, now=now + timedelta(seconds=901))
+    assert (later.merged_files, later.deleted_files) == (0, 48)
+    assert _files(lake) == merged
+    assert {n.state for n in read_notes(lake)} == {"cleared"}
+    assert _seen(lake) == before
+    compact(lake, tmp_path / "home", before=FAR, now=now + timedelta(seconds=1802))
+    assert read_notes(lake) == []
+    assert _seen(lake) == before
+
+
+def test_a_reader_that_listed_before_the_swap_counts_the_old_files(lake, tmp_path):
+    listed_before = set(_files(lake))
+    compact(lake, tmp_path / "home", before=FAR)
+    hidden = hidden_by_compaction(lake, listed_before)
+    assert not listed_before & hidden
+    listed_after = set(_files(lake))
+    hidden = hidden_by_compaction(lake, listed_after)
+    assert listed_after - hidden == {f for f in listed_after if f.endswith(SUFFIX)}
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3])
+def test_a_crash_at_any_write_of_a_merge_loses_and_doubles_nothing(
+        lake, tmp_path, monkeypatch, crash_at):
+    """Writes of a merge: the note (staged), the merged file, the note (swapped)."""
+    before = _seen(lake)
+    writes = []
+    real_write = Lake.write_atomic
+
+    def crashing(self, path, data):
+        writes.append(path)
+        if len(writes) == crash_at:
+            raise OSError("disk gone")
+        real_write(self, path, data)
+
+    monkeypatch.setattr(Lake, "write_atomic", crashing)
+    with pytest.raises(OSError, match="disk gone"):
+        compact(lake, tmp_path / "home", before=FAR)
+    monkeypatch.setattr(Lake, "write_atomic", real_write)
+    assert _seen(lake) == before
+
+    result = compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
+    # A note left staged by the crash (its merged file whole, partial or missing) is
+    # undone, and the merge made again.
+    assert result.undone == (0 if crash_at == 1 else 1)
+    assert _seen(lake) == before
+    assert read_notes(lake) == []
+    assert not [f for f in _files(lake) + _files(lake, QUARANTINE) if not f.endswith(SUFFIX)]
+
+
+def test_readers_running_through_every_step_count_each_row_once(lake, tmp_path):
+    """A reader in a loop (listing, then DuckDB over the files) while passes merge, delete
+    the replaced files after a short grace, and drop the notes."""
+    expected = 2 * 6 * 80
+    counts: list[int] = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            conn = duckdb.connect()
+            register_views(conn, lake)
+            counts.append(conn.execute(
+                f"SELECT (SELECT count(*) FROM {ROWS}) + (SELECT count(*) FROM {QUARANTINE})"
+            ).fetchone()[0])
+            conn.close()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        compact(lake, tmp_path / "home", before=FAR, grace_seconds=0.5)
+        while read_notes(lake):
+            time.sleep(0.3)
+            compact(lake, tmp_path / "home", before=FAR, grace_seconds=0.5)
+    finally:
+        stop.set()
+        reader.join()
+    assert len(counts) > 10 and set(counts) == {expected}
+    assert all(f.endswith(SUFFIX) for f in _files(lake))
+
+
+def test_rows_written_after_a_pass_are_merged_by_the_next(lake, tmp_path):
+    compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
+    _fill(lake, 0, 480, batches=3, size=80, run_id="run-2")
+    expected = 6 * 80 * 2 + 3 * 80
+    seen = _seen(lake)
+    assert seen[ROWS][0] + seen[QUARANTINE][0] == expected
+    assert seen["reconciles"] == (True, [], [])
+
+    compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
+    assert _seen(lake) == seen
+    partition_0 = [f for f in _files(lake) if "-p000-" in f]
+    assert len(partition_0) == 2 and all(f.endswith(SUFFIX) for f in partition_0)
+    for path in partition_0:
+        assert merged_batches(pq.read_schema(path)) == [[n * 80, n * 80 + 79]
+                                                        for n in range(9)]
+    # The run's own reconciliation still finds its rows, now in the merged files.
+    assert reconcile(Manifest(lake, "cluster-a", "requests"), run_id="run-2").passed
+
+
+def test_a_merged_file_that_lost_rows_fails_the_reconciliation(lake, tmp_path):
+    compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
+    [path, *_] = [f for f in _files(lake) if f.endswith(SUFFIX)]
+    table = pq.read_table(path)
+    pq.write_table(table.slice(1), path)
+    result = reconcile(Manifest(lake, "cluster-a", "requests"))
+    assert [m for m in result.mismatches if path.rsplit("/", 1)[1] in m]
+    assert "(merged)" in result.mismatches[0]
+
+
+def test_hours_not_yet_past_and_requeue_files_are_left_alone(lake, tmp_path):
+    requeued = Path(_files(lake)[0]).with_name("requeue-0123456789abcdef0123.parquet")
+    pq.write_table(pq.read_table(_files(lake)[0]), requeued)
+    # Hours must end by `before`: the lines' hours are 20:00 and 21:00 UTC.
+    result = compact(lake, tmp_path / "home",
+                     before=datetime(2000, 10, 10, 21, tzinfo=timezone.utc))
+    assert result.merged_files == 4  # 20:00 only, both tables, both partitions
+    assert requeued.exists() and str(requeued) in complete_files(lake, ROWS)
+    assert not [f for f in _files(lake) if "hour=21" in f and f.endswith(SUFFIX)]
+
+
+def test_one_compaction_at_a_time(lake, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    with open(home / "compact.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(CompactionBusy, match="another compaction"):
+            compact(lake, home, before=FAR)
+    assert not [f for f in _files(lake) if f.endswith(SUFFIX)]
+
+
+def test_the_command_compacts_and_names_a_bad_flag(lake, tmp_path):
+    from logstack_dagster_tests.test_cli import _flag_error, _run
+
+    env = {"LOGSTACK_HOME": str(tmp_path / "home"), "LOGSTACK_LAKE": lake.root}
+    before = _seen(lake)
+    done = _run("compact", "--before", "2100-01-01", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("merged 48 files into 8 (") and "over 2 hours" in done.stdout
+    assert _seen(lake) == before
+    for flag, value in (("--before", "yesterday-ish"), ("--grace-seconds", "-1")):
+        _flag_error(_run("compact", flag, value, env=env), flag)
+
+
+def test_the_dagster_job_compacts(lake, tmp_path):
+    from logstack_dagster.ingest.resources import KafkaResource
+    from logstack_dagster.lake.resources import LakeResource
+    from logstack_dagster.lake.schedules import compact_lake_job
+
+    before = _seen(lake)
+    result = compact_lake_job.execute_in_process(resources={
+        "kafka": KafkaResource(brokers="", topic="requests", home=str(tmp_path / "home")),
+        "lake": LakeResource(uri=lake.root)})
+    assert result.success
+    counts = result.output_for_node("compact_lake")
+    # The lines' hours are long past.
+    assert (counts["merged_files"], counts["replaced_files"]) == (8, 48)
+    assert _seen(lake) == before
+
+
+def test_compaction_on_object_storage(s3_lake_uri, tmp_path):
+    lake = Lake.open(s3_lake_uri)
+    _fill(lake, 0, 0, batches=4, size=80)
+    before = _seen(lake)
+    result = compact(lake, tmp_path / "home", before=FAR)
+    assert result.merged_files == 4  # two hours, two tables
+    assert _seen(lake) == before
+    compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
+    assert _seen(lake) == before
+    assert all(f.endswith(SUFFIX) for f in complete_files(lake, ROWS))
+    assert compaction.read_notes(lake) == []
+
