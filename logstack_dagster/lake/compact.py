@@ -34,7 +34,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -57,8 +57,9 @@ log = logging.getLogger(__name__)
 # Seconds between a swap and deleting the files it replaced, and again before the note
 # goes: longer than any reader takes from listing a folder to reading its files.
 GRACE_SECONDS = 900.0
-# Merged files stop growing here; a bigger group of small files makes several.
-MAX_ROWS = 1_000_000
+# Merged files stop growing here (a merge holds its rows in memory, about 250 MB at
+# this size); a bigger group of small files makes several.
+MAX_ROWS = 500_000
 SUFFIX = "-compacted.parquet"
 MERGED_KEY = b"logstack.merged_batches"
 
@@ -138,13 +139,16 @@ def compact(lake: Lake, lock_dir: Path, *, before: datetime | None = None,
             now: datetime | None = None) -> CompactionResult:
     """Finish earlier merges whose grace is over, then merge the files of every hour that
     ends by `before` (default: the start of the previous hour) that has more than one file
-    of a topic partition. Raises CompactionBusy when another compaction runs."""
-    now = now or datetime.now(timezone.utc)
+    of a topic partition. Raises CompactionBusy when another compaction runs. `now`
+    fixes the clock (for tests); else each step takes the time it happens at."""
+    def clock() -> datetime:
+        return now or datetime.now(timezone.utc)
+
     if before is None:
-        before = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+        before = clock().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     result = CompactionResult()
     with _exclusive(lock_dir):
-        _advance(lake, now, grace_seconds, result)
+        _advance(lake, clock(), grace_seconds, result)
         busy = _busy_paths(lake)
         for table in (ROWS, QUARANTINE):
             for folder, hour in _hour_folders(lake, table):
@@ -153,12 +157,12 @@ def compact(lake: Lake, lock_dir: Path, *, before: datetime | None = None,
                 for group in _groups(lake, folder, busy):
                     for chunk in _chunks(lake, group, max_rows):
                         if len(chunk) > 1:
-                            _merge(lake, chunk, now, result)
+                            _merge(lake, chunk, clock, result)
                             result.hours.add(hour.isoformat())
         # With no grace, the merges of this pass are finished at once.
         if grace_seconds <= 0:
-            _advance(lake, now, grace_seconds, result)
-            _advance(lake, now, grace_seconds, result)
+            _advance(lake, clock(), grace_seconds, result)
+            _advance(lake, clock(), grace_seconds, result)
     return result
 
 
@@ -261,7 +265,7 @@ def _chunks(lake: Lake, group: list[tuple[str, int, int]],
     yield chunk
 
 
-def _merge(lake: Lake, files: list[tuple[str, int, int]], now: datetime,
+def _merge(lake: Lake, files: list[tuple[str, int, int]], clock: Callable[[], datetime],
            result: CompactionResult) -> None:
     tables, batches = [], []
     for path, first, last in files:
@@ -289,7 +293,7 @@ def _merge(lake: Lake, files: list[tuple[str, int, int]], now: datetime,
     note_path = lake.path(COMPACTION, note.name)
     lake.write_atomic(note_path, note.to_json())
     lake.write_atomic(target, parquet_bytes(merged))
-    note.state, note.swapped_at = "swapped", _stamp(now)
+    note.state, note.swapped_at = "swapped", _stamp(clock())
     lake.write_atomic(note_path, note.to_json())  # the commit point
     result.merged_files += 1
     result.replaced_files += len(files)

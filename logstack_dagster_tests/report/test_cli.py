@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from logstack_dagster.report.run import load_answers
 
 LOGSTACK = str(Path(sys.executable).parent / "logstack")
@@ -89,3 +91,9 @@ def test_query_reads_statements_from_a_pipe(lake_settings):
 
     failed = _run(lake_settings, "query", stdin="SELECT nonsense;\n")
     assert failed.returncode == 1 and "nonsense" in failed.stderr
+
+
+@pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
+def test_query_of_no_statement_prints_nothing(lake_settings, sql):
+    result = _run(lake_settings, "query", sql)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
