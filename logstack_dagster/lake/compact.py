@@ -23,8 +23,8 @@ that takes less than `grace` seconds from listing to reading its files sees each
 once: the old files stay until `grace` after the swap, and the note until `grace` after
 they are gone. A later pass finishes what an earlier one started; a staged note left by
 a crash is undone (its merged file deleted). One compaction runs at a time per
-LOGSTACK_HOME (a lock there); two machines compacting one object-storage lake at once are
-not supported.
+LOGSTACK_HOME (a lock in its `locks/`); two machines compacting one object-storage lake
+at once are not supported.
 """
 
 from __future__ import annotations
@@ -134,20 +134,21 @@ def hidden_by_compaction(lake: Lake, listed: set[str]) -> set[str]:
     return hidden
 
 
-def compact(lake: Lake, lock_dir: Path, *, before: datetime | None = None,
+def compact(lake: Lake, home: Path, *, before: datetime | None = None,
             grace_seconds: float = GRACE_SECONDS, max_rows: int = MAX_ROWS,
             now: datetime | None = None) -> CompactionResult:
     """Finish earlier merges whose grace is over, then merge the files of every hour that
     ends by `before` (default: the start of the previous hour) that has more than one file
-    of a topic partition. Raises CompactionBusy when another compaction runs. `now`
-    fixes the clock (for tests); else each step takes the time it happens at."""
+    of a topic partition. Raises CompactionBusy when another compaction under `home`
+    (LOGSTACK_HOME) runs. `now` fixes the clock (for tests); else each step takes the
+    time it happens at."""
     def clock() -> datetime:
         return now or datetime.now(timezone.utc)
 
     if before is None:
         before = clock().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     result = CompactionResult()
-    with _exclusive(lock_dir):
+    with _exclusive(home):
         _advance(lake, clock(), grace_seconds, result)
         busy = _busy_paths(lake)
         for table in (ROWS, QUARANTINE):
@@ -167,15 +168,15 @@ def compact(lake: Lake, lock_dir: Path, *, before: datetime | None = None,
 
 
 @contextmanager
-def _exclusive(lock_dir: Path) -> Iterator[None]:
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "compact.lock", "a") as handle:
+def _exclusive(home: Path) -> Iterator[None]:
+    path = home / "locks" / "compact.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CompactionBusy(
-                f"another compaction of this lake is running (lock {lock_dir / 'compact.lock'})"
-            ) from None
+                f"another compaction of this lake is running (lock {path})") from None
         yield
 
 

@@ -206,7 +206,8 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     refuse_remade_topic(cluster, settings.topic, partitions, manifest)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
-    with _exclusive(recovery, options.total_workers) as lock:
+    lock_path = settings.home / "locks" / cluster_id / f"{settings.topic}.ingest.lock"
+    with _exclusive(lock_path, recovery, options.total_workers) as lock:
         log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.processes,
                  options.workers, run_id)
@@ -532,17 +533,23 @@ def _watch_broker(cluster: Cluster, timeout: float, parent_pid: int | None = Non
 
 
 @contextmanager
-def _exclusive(recovery: Path, workers: int) -> Iterator[IO[str]]:
+def _exclusive(lock_path: Path, recovery: Path, workers: int) -> Iterator[IO[str]]:
     """Hold the ingest lock of a topic and yield the lock file; make its recovery store on
-    first use, with a partition for each of at least `workers` workers in all."""
+    first use, with a partition for each of at least `workers` workers in all.
+
+    The lock is not in the recovery folder: deleting that folder under a running dataflow
+    let a second one in beside it, and both wrote the same records.
+    """
     from bytewax.recovery import init_db_dir
 
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     recovery.mkdir(parents=True, exist_ok=True)
-    with open(recovery / "ingest.lock", "w") as lock:
+    with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IngestBusy(f"another dataflow is ingesting into {recovery}") from None
+            raise IngestBusy(f"another dataflow is ingesting this topic (lock {lock_path})"
+                             ) from None
         store = recovery / "db"
         if not store.exists():
             store.mkdir()

@@ -244,8 +244,8 @@ def test_hours_not_yet_past_and_requeue_files_are_left_alone(lake, tmp_path):
 
 def test_one_compaction_at_a_time(lake, tmp_path):
     home = tmp_path / "home"
-    home.mkdir()
-    with open(home / "compact.lock", "a") as held:
+    (home / "locks").mkdir(parents=True)
+    with open(home / "locks" / "compact.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(CompactionBusy, match="another compaction"):
             compact(lake, home, before=FAR)

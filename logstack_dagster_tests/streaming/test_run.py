@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import duckdb
 import pytest
 
 from logstack_dagster.ingest import topic
+from logstack_dagster.lake.duck import register_views
+from logstack_dagster.lake.layout import Lake
 from logstack_dagster_tests.conftest import count_lines, settings_env
 
 pytestmark = pytest.mark.integration
@@ -237,3 +240,55 @@ def test_ctrl_c_stops_a_following_flow_in_one_line_and_the_next_run_goes_on(sett
     rest = _flow(settings)
     assert rest.returncode == 0, rest.stderr
     assert json.loads(rest.stdout.splitlines()[-1])["records"] == 500
+
+
+def test_a_second_dataflow_of_the_topic_is_refused_even_with_the_recovery_store_gone(
+        settings, cluster, tmp_path):
+    """The lock lived in the recovery folder: deleting that folder under a running
+    dataflow let a second one in beside it, and 700 records became 1,339 rows."""
+    import shutil
+    import time
+
+    from logstack_dagster.sample.generate import write_log
+
+    log = tmp_path / "sample.log"
+    write_log(log, 2_000, seed=11)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    produced = topic.produce_file(cluster, settings.topic, log, 2)
+    # It goes on: SQLite writes on into the files it holds open.
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "logstack_dagster.streaming.run", "--follow",
+         "--epoch-seconds", "0.5"],
+        env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        # Reading: it has opened its store, and holds the lock.
+        for line in follower.stderr:
+            if "detected the" in line:
+                break
+        assert follower.poll() is None
+        # Out of the way at once (the run writes journal files there), then deleted.
+        settings.recovery_dir.rename(tmp_path / "gone")
+        shutil.rmtree(tmp_path / "gone", ignore_errors=True)
+
+        second = _flow(settings)
+
+        assert second.returncode == 1, second.stderr
+        assert "another dataflow is ingesting this topic" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert follower.poll() is None
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=60)
+    assert _flow(settings).returncode == 0
+    assert _counted(settings) == (produced, produced)
+
+
+def _counted(settings) -> tuple[int, int]:
+    """Records in the lake, as rows and quarantined lines, and distinct ones among them."""
+    conn = duckdb.connect()
+    register_views(conn, Lake.open(settings.lake))
+    return conn.execute(
+        'SELECT count(*), count(DISTINCT ("partition", "offset")) FROM '
+        '(SELECT "partition", "offset" FROM requests UNION ALL '
+        'SELECT "partition", "offset" FROM quarantine)').fetchone()
