@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
+from logstack_dagster.flags import seconds as _seconds
 from logstack_dagster.settings import Settings, load_settings, topic_name_problem
 
 EXIT_USAGE = 2
@@ -222,16 +222,6 @@ def _topic_name(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
-    return value
 
 
 def _before_time(text: str):

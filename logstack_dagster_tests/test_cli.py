@@ -114,6 +114,17 @@ def test_seconds_flags_take_a_finite_count_of_seconds(value):
     _flag_error(_run("flow", "--commit-seconds", value), "--commit-seconds", value)
 
 
+@pytest.mark.parametrize("flag, value", [("--epoch-seconds", "0"), ("--epoch-seconds", "nan"),
+                                         ("--commit-seconds", "-1"),
+                                         ("--progress-seconds", "inf"),
+                                         ("--broker-timeout", "soon")])
+def test_the_dataflow_module_checks_its_seconds_too(flag, value):
+    """What Dagster starts (`python -m logstack_dagster.streaming.run`) took any number."""
+    result = subprocess.run([sys.executable, "-m", "logstack_dagster.streaming.run", flag,
+                             value], capture_output=True, text=True, timeout=120)
+    _flag_error(result, flag, value)
+
+
 def test_a_bad_first_hour_setting_is_named(tmp_path):
     result = _run("flow", env={"LOGSTACK_FIRST_HOUR": "garbage", "LOGSTACK_HOME": str(tmp_path)})
     _one_line_error(result, "LOGSTACK_FIRST_HOUR", "garbage")

@@ -33,6 +33,7 @@ from logstack_dagster.errors import LogstackError
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
+from logstack_dagster.flags import positive_seconds, seconds
 from logstack_dagster.settings import Settings, SettingsError, load_settings
 
 E = TypeVar("E", bound=BaseException)
@@ -649,15 +650,15 @@ def _arguments(settings: Settings) -> argparse.ArgumentParser:
                         default=settings.flow_processes,
                         help="processes of the dataflow (default LOGSTACK_FLOW_PROCESSES or 1)")
     parser.add_argument("--follow", action="store_true")
-    parser.add_argument("--epoch-seconds", type=float, default=5.0)
-    parser.add_argument("--commit-seconds", type=float,
+    parser.add_argument("--epoch-seconds", type=positive_seconds, default=5.0)
+    parser.add_argument("--commit-seconds", type=seconds,
                         help="the longest records wait in a partition's buffer before they "
                              "are written, at the next snapshot after (default 60)")
     parser.add_argument("--run-id", default="")
     parser.add_argument("--format", dest="log_format")
-    parser.add_argument("--broker-timeout", type=float, default=60.0,
+    parser.add_argument("--broker-timeout", type=seconds, default=60.0,
                         help="seconds without a broker before the run gives up")
-    parser.add_argument("--progress-seconds", type=float, default=10.0,
+    parser.add_argument("--progress-seconds", type=seconds, default=10.0,
                         help="how often to log throughput and lag (0: never)")
     parser.add_argument("--no-enrich", action="store_true",
                         help="parsed columns only, for measuring what enrichment costs")
