@@ -392,8 +392,9 @@ def _compact(args: argparse.Namespace, settings: Settings) -> int:
     grace = GRACE_SECONDS if args.grace_seconds is None else args.grace_seconds
     result = compact(Lake.open(settings.lake), settings.home, before=args.before,
                      grace_seconds=grace)
+    hours = len(result.hours)
     print(f"merged {result.replaced_files:,} files into {result.merged_files:,} "
-          f"({result.rows:,} rows) over {len(result.hours)} hours; deleted "
+          f"({result.rows:,} rows) over {hours} hour{'' if hours == 1 else 's'}; deleted "
           f"{result.deleted_files:,} replaced files whose {grace:g} s were over"
           + (f"; undid {result.undone} merges a crash interrupted" if result.undone else ""))
     return 0

@@ -9,20 +9,22 @@ in the file's metadata. The commit records are not touched: they say which recor
 the lake, and the merged file holds the same rows.
 
 Readers must never count a row twice or miss one while files are swapped, on a local
-disk or on object storage, where nothing renames several files at once. A note in
-`_compaction/` names the merged file and the files it replaces, and moves through states:
+disk or on object storage, where nothing renames several files at once. Each pass keeps a
+note in `_compaction/`, rewritten whole at each step, that names every merge: the merged
+file and the files it replaces. A merge moves through states:
 
     staged    written before the merged file: readers leave the merged file out
     swapped   the merged file is complete (the commit point): readers that listed it
               leave out the files it replaces; those that did not, listed the old files
     cleared   the old files are deleted, `grace` seconds after the swap
-    (gone)    the note is deleted, another `grace` seconds later
+    (gone)    the merge leaves the note (the note goes with its last one), another
+              `grace` seconds later
 
-A reader lists a folder first and reads the notes second (`hidden_paths`), so a reader
-that takes less than `grace` seconds from listing to reading its files sees each row
-once: the old files stay until `grace` after the swap, and the note until `grace` after
-they are gone. A later pass finishes what an earlier one started; a staged note left by
-a crash is undone (its merged file deleted). One compaction runs at a time per
+A reader lists a folder first and reads the notes second (`hidden_by_compaction`), so a
+reader that takes less than `grace` seconds from listing to reading its files sees each row
+once: the old files stay until `grace` after the swap, and the merge in the note until
+`grace` after they are gone. A later pass finishes what an earlier one started; a merge
+a crash left staged is undone (its merged file deleted). One compaction runs at a time per
 LOGSTACK_HOME (a lock in its `locks/`); two machines compacting one object-storage lake
 at once are not supported.
 """
@@ -30,10 +32,10 @@ at once are not supported.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,7 +75,7 @@ class CompactionBusy(LogstackError):
 
 
 @dataclass
-class Note:
+class Merge:
     """One merge: the merged file, the files it replaces (paths from the lake root)."""
 
     file: str
@@ -83,13 +85,23 @@ class Note:
     swapped_at: str = ""
     cleared_at: str = ""
 
-    @property
-    def name(self) -> str:
-        """The note's file name in `_compaction/`: named by the merged file's path."""
-        return hashlib.sha256(self.file.encode()).hexdigest()[:32] + ".json"
 
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, sort_keys=True).encode()
+@dataclass
+class Journal:
+    """The note of one pass: its merges, in `_compaction/<name>`. One note per pass, not
+    per merge, so that readers on object storage read few notes."""
+
+    name: str
+    merges: list[Merge] = field(default_factory=list)
+
+    def save(self, lake: Lake) -> None:
+        """Write the note whole; with no merges left, delete it."""
+        path = lake.path(COMPACTION, self.name)
+        if not self.merges:
+            lake.delete_if_present(path)
+            return
+        data = {"merges": [m.__dict__ for m in self.merges]}
+        lake.write_atomic(path, json.dumps(data, sort_keys=True).encode())
 
 
 @dataclass
@@ -107,17 +119,24 @@ class CompactionResult:
     hours: set[str] = field(default_factory=set)
 
 
-def read_notes(lake: Lake) -> list[Note]:
-    """Every note, oldest swap first (staged ones last)."""
-    notes = []
+def read_journals(lake: Lake) -> list[Journal]:
+    """The notes of every pass whose merges are not all finished, oldest first."""
+    journals = []
     for path in lake.list_files(lake.path(COMPACTION)):
         if not path.endswith(".json"):
             continue
         try:
-            notes.append(Note(**json.loads(lake.read(path))))
+            data = json.loads(lake.read(path))
         except FileNotFoundError:
-            continue  # cleared between the listing and the read
-    return sorted(notes, key=lambda n: (n.state == "staged", n.swapped_at, n.file))
+            continue  # finished between the listing and the read
+        journals.append(Journal(path.rsplit("/", 1)[1],
+                                [Merge(**m) for m in data["merges"]]))
+    return sorted(journals, key=lambda j: j.name)
+
+
+def read_merges(lake: Lake) -> list[Merge]:
+    """Every merge the notes name: under way, swapped or cleared."""
+    return [m for journal in read_journals(lake) for m in journal.merges]
 
 
 def hidden_by_compaction(lake: Lake, listed: set[str]) -> set[str]:
@@ -125,10 +144,10 @@ def hidden_by_compaction(lake: Lake, listed: set[str]) -> set[str]:
     merge is under way or done: the merged file until its swap, or when the reader did
     not list it; else the files it replaces. Call this after listing, never before."""
     hidden = set()
-    for note in read_notes(lake):
-        merged = lake.path(note.file)
-        if note.state != "staged" and merged in listed:
-            hidden.update(lake.path(p) for p in note.replaces)
+    for merge in read_merges(lake):
+        merged = lake.path(merge.file)
+        if merge.state != "staged" and merged in listed:
+            hidden.update(lake.path(p) for p in merge.replaces)
         else:
             hidden.add(merged)
     return hidden
@@ -151,6 +170,7 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
     with _exclusive(home):
         _advance(lake, clock(), grace_seconds, result)
         busy = _busy_paths(lake)
+        journal = Journal(f"{clock():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json")
         for table in (ROWS, QUARANTINE):
             for folder, hour in _hour_folders(lake, table):
                 if hour + timedelta(hours=1) > before:
@@ -158,7 +178,7 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
                 for group in _groups(lake, folder, busy):
                     for chunk in _chunks(lake, group, max_rows):
                         if len(chunk) > 1:
-                            _merge(lake, chunk, clock, result)
+                            _merge(lake, journal, chunk, clock, result)
                             result.hours.add(hour.isoformat())
         # With no grace, the merges of this pass are finished at once.
         if grace_seconds <= 0:
@@ -182,25 +202,33 @@ def _exclusive(home: Path) -> Iterator[None]:
 
 def _advance(lake: Lake, now: datetime, grace_seconds: float,
              result: CompactionResult) -> None:
-    """Undo staged merges, delete replaced files and then notes whose grace is over."""
+    """Undo staged merges, delete replaced files and then forget merges whose grace is
+    over; a note with no merge left goes."""
     grace = timedelta(seconds=grace_seconds)
-    for note in read_notes(lake):
-        note_path = lake.path(COMPACTION, note.name)
-        if note.state == "staged":
-            # Only a crashed pass leaves one (passes hold the lock): the merged file may be
-            # partly there; the files it would replace are all still in place.
-            lake.delete_if_present(lake.path(note.file))
-            lake.delete_if_present(lake.path(note.file) + ".tmp")  # a local write cut short
-            lake.delete_if_present(note_path)
-            result.undone += 1
-        elif note.state == "swapped" and now - _time(note.swapped_at) >= grace:
-            for path in note.replaces:
-                lake.delete_if_present(lake.path(path))
-                result.deleted_files += 1
-            note.state, note.cleared_at = "cleared", _stamp(now)
-            lake.write_atomic(note_path, note.to_json())
-        elif note.state == "cleared" and now - _time(note.cleared_at) >= grace:
-            lake.delete_if_present(note_path)
+    for journal in read_journals(lake):
+        kept, changed = [], False
+        for merge in journal.merges:
+            changed = changed or merge.state == "staged"
+            if merge.state == "staged":
+                # Only a crashed pass leaves one (passes hold the lock): the merged file may
+                # be partly there; the files it would replace are all still in place.
+                lake.delete_if_present(lake.path(merge.file))
+                lake.delete_if_present(lake.path(merge.file) + ".tmp")  # a local write cut
+                result.undone += 1
+                continue
+            if merge.state == "swapped" and now - _time(merge.swapped_at) >= grace:
+                for path in merge.replaces:
+                    lake.delete_if_present(lake.path(path))
+                    result.deleted_files += 1
+                merge.state, merge.cleared_at = "cleared", _stamp(now)
+                changed = True
+            elif merge.state == "cleared" and now - _time(merge.cleared_at) >= grace:
+                changed = True
+                continue
+            kept.append(merge)
+        if changed:
+            journal.merges = kept
+            journal.save(lake)
 
 
 def _busy_paths(lake: Lake) -> set[str]:
@@ -209,10 +237,10 @@ def _busy_paths(lake: Lake) -> set[str]:
     from logstack_dagster.lake.manifest import pending_paths
 
     busy = set(pending_paths(lake))
-    for note in read_notes(lake):
-        if note.state != "cleared":
-            busy.add(lake.path(note.file))
-            busy.update(lake.path(p) for p in note.replaces)
+    for merge in read_merges(lake):
+        if merge.state != "cleared":
+            busy.add(lake.path(merge.file))
+            busy.update(lake.path(p) for p in merge.replaces)
     return busy
 
 
@@ -266,8 +294,8 @@ def _chunks(lake: Lake, group: list[tuple[str, int, int]],
     yield chunk
 
 
-def _merge(lake: Lake, files: list[tuple[str, int, int]], clock: Callable[[], datetime],
-           result: CompactionResult) -> None:
+def _merge(lake: Lake, journal: Journal, files: list[tuple[str, int, int]],
+           clock: Callable[[], datetime], result: CompactionResult) -> None:
     tables, batches = [], []
     for path, first, last in files:
         with lake.fs.open_input_file(path) as handle:
@@ -286,16 +314,16 @@ def _merge(lake: Lake, files: list[tuple[str, int, int]], clock: Callable[[], da
     prefix = _NAME.match(files[0][0].rsplit("/", 1)[1])["prefix"]
     target = f"{folder}/{prefix}{files[0][1]:012d}-{max(f[2] for f in files):012d}{SUFFIX}"
     root = lake.path("")
-    note = Note(file=target[len(root):], replaces=[f[0][len(root):] for f in files],
-                rows=merged.num_rows)
+    merge = Merge(file=target[len(root):], replaces=[f[0][len(root):] for f in files],
+                  rows=merged.num_rows)
     if lake.exists(target):
         log.warning("compaction skips %s: it exists already", target)
         return
-    note_path = lake.path(COMPACTION, note.name)
-    lake.write_atomic(note_path, note.to_json())
+    journal.merges.append(merge)
+    journal.save(lake)
     lake.write_atomic(target, parquet_bytes(merged))
-    note.state, note.swapped_at = "swapped", _stamp(clock())
-    lake.write_atomic(note_path, note.to_json())  # the commit point
+    merge.state, merge.swapped_at = "swapped", _stamp(clock())
+    journal.save(lake)  # the commit point
     result.merged_files += 1
     result.replaced_files += len(files)
     result.rows += merged.num_rows

@@ -14,14 +14,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from logstack_dagster.lake import compact as compaction
 from logstack_dagster.lake.compact import (
     SUFFIX,
     CompactionBusy,
     compact,
     hidden_by_compaction,
     merged_batches,
-    read_notes,
+    read_merges,
 )
 from logstack_dagster.lake.duck import complete_files, hours_source, register_views
 from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake
@@ -126,10 +125,12 @@ def test_a_pass_merges_each_partitions_files_of_an_hour_and_readers_count_the_sa
     later = compact(lake, tmp_path / "home", before=FAR, now=now + timedelta(seconds=901))
     assert (later.merged_files, later.deleted_files) == (0, 48)
     assert _files(lake) == merged
-    assert {n.state for n in read_notes(lake)} == {"cleared"}
+    assert {n.state for n in read_merges(lake)} == {"cleared"}
+    # One note for the pass, however many merges it made.
+    assert len(lake.list_files(lake.path("_compaction"))) == 1
     assert _seen(lake) == before
     compact(lake, tmp_path / "home", before=FAR, now=now + timedelta(seconds=1802))
-    assert read_notes(lake) == []
+    assert read_merges(lake) == []
     assert _seen(lake) == before
 
 
@@ -143,10 +144,11 @@ def test_a_reader_that_listed_before_the_swap_counts_the_old_files(lake, tmp_pat
     assert listed_after - hidden == {f for f in listed_after if f.endswith(SUFFIX)}
 
 
-@pytest.mark.parametrize("crash_at", [1, 2, 3])
+@pytest.mark.parametrize("crash_at", range(1, 7))
 def test_a_crash_at_any_write_of_a_merge_loses_and_doubles_nothing(
         lake, tmp_path, monkeypatch, crash_at):
-    """Writes of a merge: the note (staged), the merged file, the note (swapped)."""
+    """Writes of each merge: the pass's note (merge staged), the merged file, the note
+    (merge swapped); 4 to 6 are those of the pass's second merge."""
     before = _seen(lake)
     writes = []
     real_write = Lake.write_atomic
@@ -166,9 +168,9 @@ def test_a_crash_at_any_write_of_a_merge_loses_and_doubles_nothing(
     result = compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
     # A note left staged by the crash (its merged file whole, partial or missing) is
     # undone, and the merge made again.
-    assert result.undone == (0 if crash_at == 1 else 1)
+    assert result.undone == (0 if crash_at in (1, 4) else 1)
     assert _seen(lake) == before
-    assert read_notes(lake) == []
+    assert read_merges(lake) == []
     assert not [f for f in _files(lake) + _files(lake, QUARANTINE) if not f.endswith(SUFFIX)]
 
 
@@ -192,7 +194,7 @@ def test_readers_running_through_every_step_count_each_row_once(lake, tmp_path):
     reader.start()
     try:
         compact(lake, tmp_path / "home", before=FAR, grace_seconds=0.5)
-        while read_notes(lake):
+        while read_merges(lake):
             time.sleep(0.3)
             compact(lake, tmp_path / "home", before=FAR, grace_seconds=0.5)
     finally:
@@ -291,5 +293,5 @@ def test_compaction_on_object_storage(s3_lake_uri, tmp_path):
     compact(lake, tmp_path / "home", before=FAR, grace_seconds=0)
     assert _seen(lake) == before
     assert all(f.endswith(SUFFIX) for f in complete_files(lake, ROWS))
-    assert compaction.read_notes(lake) == []
+    assert read_merges(lake) == []
 
