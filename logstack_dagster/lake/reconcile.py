@@ -41,32 +41,39 @@ def reconcile(manifest: Manifest, run_id: str | None = None) -> Reconciliation:
     """
     result = Reconciliation()
     spans: dict[int, list[tuple[int, int]]] = {}
-    holders = _Holders(manifest.lake)
-    expected: dict[str, int] = {}  # file -> rows the commits put in it
-    checked: set[str] = set()  # the files of the commits counted
+    rows_of: dict[str, int] = {}  # a batch's file -> the rows its commit put in it
+    counted_files: list[tuple[str, int, int]] = []
     for commit in manifest.commits():
         spans.setdefault(commit.partition, []).append((commit.first_offset, commit.last_offset))
-        counted = run_id is None or commit.run_id == run_id
-        if counted:
-            result.records += commit.records
-            result.rows += commit.rows
-            result.quarantined += commit.quarantined
-            if commit.records != commit.rows + commit.quarantined:
-                result.mismatches.append(
-                    f"{commit.batch_name}: {commit.records} records but {commit.rows} rows "
-                    f"+ {commit.quarantined} quarantined")
         for entry in commit.files:
-            holder = holders.find(entry.path, commit.first_offset, commit.last_offset)
-            expected[holder] = expected.get(holder, 0) + entry.rows
-            if counted:
-                result.files += 1
-                checked.add(holder)
-    for holder in sorted(checked):
+            rows_of[entry.path] = entry.rows
+        if run_id is not None and commit.run_id != run_id:
+            continue
+        result.records += commit.records
+        result.rows += commit.rows
+        result.quarantined += commit.quarantined
+        if commit.records != commit.rows + commit.quarantined:
+            result.mismatches.append(f"{commit.batch_name}: {commit.records} records but "
+                                     f"{commit.rows} rows + {commit.quarantined} quarantined")
+        counted_files += [(e.path, commit.first_offset, commit.last_offset)
+                          for e in commit.files]
+    result.files = len(counted_files)
+
+    # Only the folders of the commits counted are listed.
+    holders = _Holders(manifest.lake)
+    for holder in sorted({holders.find(*counted) for counted in counted_files}):
+        batches = holders.batches.get(holder)
+        if batches is None:
+            expected = rows_of[holder]
+        else:  # merged: the rows of every batch it took in
+            folder, prefix = holder.rsplit("/", 1)[0], _prefix(holder)
+            expected = sum(rows_of.get(f"{folder}/{prefix}{first:012d}-{last:012d}.parquet", 0)
+                           for first, last in batches)
         actual = _rows_in(manifest, holder)
-        if actual != expected[holder]:
-            merged = " (merged)" if holder.endswith(SUFFIX) else ""
-            result.mismatches.append(f"{holder}{merged}: manifest says {expected[holder]} "
-                                     f"rows, file holds {actual}")
+        if actual != expected:
+            merged = " (merged)" if batches is not None else ""
+            result.mismatches.append(f"{holder}{merged}: manifest says {expected} rows, "
+                                     f"file holds {actual}")
 
     for partition, ranges in sorted(spans.items()):
         ranges.sort()
@@ -81,35 +88,40 @@ def reconcile(manifest: Manifest, run_id: str | None = None) -> Reconciliation:
 
 
 class _Holders:
-    """Which file holds a commit's rows of one table and hour: its own file, or when a
-    compaction replaced that one, the merged file that took the commit's batch in."""
+    """Which file holds a batch's rows of one table and hour: its own file, or when a
+    compaction replaced that one, the merged file that took the batch in."""
 
     def __init__(self, lake: Lake):
         self.lake = lake
-        self.folders: dict[str, tuple[set[str], dict[str, list[list[int]]]]] = {}
+        self.visible: dict[str, set[str]] = {}  # folder -> files readers count
+        self.batches: dict[str, list[list[int]]] = {}  # merged file -> its batches
 
     def find(self, relative: str, first: int, last: int) -> str:
-        folder, name = relative.rsplit("/", 1)
-        visible, merged = self._folder(folder)
-        if relative in visible:
+        folder = relative.rsplit("/", 1)[0]
+        if folder not in self.visible:
+            self._list(folder)
+        if relative in self.visible[folder]:
             return relative
-        prefix = name.rsplit("-", 2)[0]
-        for path, batches in merged.items():
-            if path.rsplit("/", 1)[1].startswith(prefix + "-") and [first, last] in batches:
+        for path in self.visible[folder]:
+            if (path in self.batches and _prefix(path) == _prefix(relative)
+                    and [first, last] in self.batches[path]):
                 return path
         return relative  # missing: reported by its own name
 
-    def _folder(self, folder: str) -> tuple[set[str], dict[str, list[list[int]]]]:
-        if folder not in self.folders:
-            root = self.lake.path("")
-            visible = {f[len(root):] for f in readable_files(self.lake, self.lake.path(folder))}
-            merged = {}
-            for path in visible:
-                if path.endswith(SUFFIX):
-                    with self.lake.fs.open_input_file(self.lake.path(path)) as handle:
-                        merged[path] = merged_batches(pq.read_schema(handle)) or []
-            self.folders[folder] = (visible, merged)
-        return self.folders[folder]
+    def _list(self, folder: str) -> None:
+        root = self.lake.path("")
+        self.visible[folder] = {
+            f[len(root):] for f in readable_files(self.lake, self.lake.path(folder))}
+        for path in self.visible[folder]:
+            if path.endswith(SUFFIX):
+                with self.lake.fs.open_input_file(self.lake.path(path)) as handle:
+                    self.batches[path] = merged_batches(pq.read_schema(handle)) or []
+
+
+def _prefix(relative: str) -> str:
+    """`<topic>-<cluster tag>-p<partition>-` of a batch's or a merged file's name."""
+    name = relative.rsplit("/", 1)[1].removesuffix(SUFFIX).removesuffix(".parquet")
+    return name.rsplit("-", 2)[0] + "-"
 
 
 def _rows_in(manifest: Manifest, relative: str) -> int | None:
