@@ -144,9 +144,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="only hours that end by then, ISO date or time, UTC unless an "
                               "offset is given (default: the start of the previous hour)")
     compact.add_argument("--grace-seconds", type=_seconds, default=None, metavar="S",
-                         help="how long replaced files stay for readers that listed them "
-                              "(default 900; 0 deletes them at once, unsafe while others "
-                              "read the lake)")
+                         help="how long replaced files stay for readers that listed them, "
+                              "also those of earlier passes (default 900; 0 deletes them at "
+                              "once, unsafe while others read the lake)")
     compact.set_defaults(handler=_compact)
 
     query = commands.add_parser(

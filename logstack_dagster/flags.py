@@ -5,14 +5,19 @@ import argparse
 import math
 
 
+# Ten years: longer waits are mistakes, and Python's clocks and timers overflow at some
+# point beyond (`timedelta`, `threading.Event.wait`).
+MAX_SECONDS = 315_360_000
+
+
 def seconds(text: str) -> float:
-    """A finite count of seconds, at least 0."""
-    return _seconds(text, 0 <= _number(text) < math.inf, ">= 0")
+    """A count of seconds from 0 to MAX_SECONDS."""
+    return _seconds(text, 0 <= _number(text) <= MAX_SECONDS, ">= 0")
 
 
 def positive_seconds(text: str) -> float:
-    """A finite count of seconds above 0."""
-    return _seconds(text, 0 < _number(text) < math.inf, "> 0")
+    """A count of seconds above 0, up to MAX_SECONDS."""
+    return _seconds(text, 0 < _number(text) <= MAX_SECONDS, "> 0")
 
 
 def _number(text: str) -> float:
@@ -24,5 +29,6 @@ def _number(text: str) -> float:
 
 def _seconds(text: str, good: bool, bound: str) -> float:
     if not good:
-        raise argparse.ArgumentTypeError(f"expected seconds {bound}, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected seconds {bound} and at most {MAX_SECONDS:,} (ten years), not {text!r}")
     return float(text)

@@ -108,7 +108,7 @@ def test_a_topic_name_kafka_would_refuse_is_refused_before_any_folder_is_made(tm
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("value", ["nan", "-5", "inf", "soon"])
+@pytest.mark.parametrize("value", ["nan", "-5", "inf", "soon", "1e15"])
 def test_seconds_flags_take_a_finite_count_of_seconds(value):
     _flag_error(_run("flow", "--broker-timeout", value), "--broker-timeout", value)
     _flag_error(_run("flow", "--commit-seconds", value), "--commit-seconds", value)

@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.layout import (
     COMPACTION,
+    MANIFEST,
     QUARANTINE,
     ROWS,
     Lake,
@@ -65,6 +66,8 @@ MAX_ROWS = 500_000
 SUFFIX = "-compacted.parquet"
 MERGED_KEY = b"logstack.merged_batches"
 
+# `<first>-<last>.json`, a commit record's name
+_COMMIT = re.compile(r"^(?P<first>\d{12})-(?P<last>\d{12})\.json$")
 # `<topic>-<cluster tag>-p<partition>-<first>-<last>[-compacted].parquet`
 _NAME = re.compile(r"^(?P<prefix>.+-[0-9a-f]{8}-p\d{3}-)(?P<first>\d{12})-(?P<last>\d{12})"
                    r"(?P<compacted>-compacted)?\.parquet$")
@@ -169,13 +172,14 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
     result = CompactionResult()
     with _exclusive(home):
         _advance(lake, clock(), grace_seconds, result)
+        committed = _committed_batches(lake)
         busy = _busy_paths(lake)
         journal = Journal(f"{clock():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json")
         for table in (ROWS, QUARANTINE):
             for folder, hour in _hour_folders(lake, table):
                 if hour + timedelta(hours=1) > before:
                     continue
-                for group in _groups(lake, folder, busy):
+                for group in _groups(lake, folder, busy, committed):
                     for chunk in _chunks(lake, group, max_rows):
                         if len(chunk) > 1:
                             _merge(lake, journal, chunk, clock, result)
@@ -205,6 +209,9 @@ def _advance(lake: Lake, now: datetime, grace_seconds: float,
     """Undo staged merges, delete replaced files and then forget merges whose grace is
     over; a note with no merge left goes."""
     grace = timedelta(seconds=grace_seconds)
+    for path in lake.list_files(lake.path(COMPACTION)):
+        if path.endswith(".tmp"):  # a note's write that a killed pass cut short
+            lake.delete_if_present(path)
     for journal in read_journals(lake):
         kept, changed = [], False
         for merge in journal.merges:
@@ -233,15 +240,36 @@ def _advance(lake: Lake, now: datetime, grace_seconds: float,
 
 def _busy_paths(lake: Lake) -> set[str]:
     """Files no merge may take: those a note names whose merge is not cleared (their
-    readers' rules would cross), and those of batches not yet committed."""
-    from logstack_dagster.lake.manifest import pending_paths
-
-    busy = set(pending_paths(lake))
+    readers' rules would cross)."""
+    busy = set()
     for merge in read_merges(lake):
         if merge.state != "cleared":
             busy.add(lake.path(merge.file))
             busy.update(lake.path(p) for p in merge.replaces)
     return busy
+
+
+def _committed_batches(lake: Lake) -> set[str]:
+    """The names of every committed batch, from the commit records' names alone.
+
+    Only these batches' files are merged. On object storage a batch's files are in the
+    table folders before its commit, and a batch that never commits is deleted by the next
+    run, which may then write the same offsets under other names; merged, its rows would
+    count early, and then twice. Read once, before any folder is listed: a batch committed
+    later is left for the next pass."""
+    from logstack_dagster.lake.manifest import batch_name
+
+    names = set()
+    root = lake.path(MANIFEST)
+    for path in lake.list_files(root, recursive=True):
+        parts = path[len(root) + 1:].split("/")
+        match = _COMMIT.match(parts[-1])
+        if len(parts) != 4 or match is None or not parts[2].startswith("partition="):
+            continue
+        cluster, topic, partition = parts[0], parts[1], int(parts[2].split("=", 1)[1])
+        names.add(batch_name(cluster, topic, partition, int(match["first"]),
+                             int(match["last"])))
+    return names
 
 
 def _hour_folders(lake: Lake, table: str) -> Iterator[tuple[str, datetime]]:
@@ -259,13 +287,17 @@ def _hour_folders(lake: Lake, table: str) -> Iterator[tuple[str, datetime]]:
                         log.warning("compaction skips %s: not an hour folder", hour)
 
 
-def _groups(lake: Lake, folder: str, busy: set[str]) -> list[list[tuple[str, int, int]]]:
+def _groups(lake: Lake, folder: str, busy: set[str],
+            committed: set[str]) -> list[list[tuple[str, int, int]]]:
     """The folder's files by topic partition: (path, first offset, last offset), in
-    offset order; requeue files and files of uncommitted batches are left alone."""
+    offset order; requeue files and files of batches not committed are left alone."""
     groups: dict[str, list[tuple[str, int, int]]] = {}
     for path in lake.list_files(folder):
-        match = _NAME.match(path.rsplit("/", 1)[1])
+        name = path.rsplit("/", 1)[1]
+        match = _NAME.match(name)
         if match is None or path in busy:
+            continue
+        if not match["compacted"] and name.removesuffix(".parquet") not in committed:
             continue
         groups.setdefault(match["prefix"], []).append(
             (path, int(match["first"]), int(match["last"])))

@@ -19,7 +19,7 @@ import duckdb
 from fsspec.implementations.arrow import ArrowFSWrapper
 
 from logstack_dagster.lake.compact import hidden_by_compaction
-from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, hour_dir
+from logstack_dagster.lake.layout import QUARANTINE, ROWS, Lake, LakeError, hour_dir
 from logstack_dagster.lake.manifest import pending_paths
 from logstack_dagster.streaming.batch import QUARANTINE_SCHEMA
 
@@ -95,34 +95,43 @@ def hours_source(lake: Lake, table: str, hours: list[datetime]) -> str | None:
     return without_requeued(source, lake) if table == QUARANTINE else source
 
 
-def register_views(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
+def register_views(conn: duckdb.DuckDBPyConnection, lake: Lake, attempts: int = 3) -> None:
     """Create the views `requests` and `quarantine` over every file of the lake.
 
     A table with no files yet gets an empty view of the right columns, so queries bind.
-    The views name the files that were complete when they were created.
+    The views name the files that were complete when they were created; when one of them
+    is gone before the view is made (a compaction deleted it), the lake is listed again,
+    up to `attempts` times in all. Raises LakeError when it still fails.
     """
-    from logstack_dagster.lake.requeue import without_requeued
+    from logstack_dagster.lake.requeue import is_requeue_file, without_requeued
     from logstack_dagster.lake.schema import rows_schema
 
     use_lake(conn, lake)
-    for table, schema in ((ROWS, rows_schema()), (QUARANTINE, QUARANTINE_SCHEMA)):
-        # A glob would also match files of uncommitted batches (object storage) and both
-        # sides of a compaction's swap: list the complete ones.
-        listed = complete_files(lake, table)
-        source = None if not listed else (
-            f"read_parquet({sql_list(listed)}, union_by_name = true, "
-            "hive_partitioning = false)")
-        if source is not None and table == QUARANTINE:
-            # Lines parsed since by `logstack requeue` count as rows, not here.
-            source = without_requeued(source, lake)
+    for attempt in range(1, attempts + 1):
         try:
-            if source is not None:
+            # A glob would also match files of uncommitted batches (object storage) and
+            # both sides of a compaction's swap: list the complete ones.
+            rows = complete_files(lake, ROWS)
+            for table, listed, schema in ((ROWS, rows, rows_schema()),
+                                          (QUARANTINE, complete_files(lake, QUARANTINE),
+                                           QUARANTINE_SCHEMA)):
+                if not listed:
+                    conn.register(f"_{table}_empty", schema.empty_table())
+                    conn.execute(f"CREATE OR REPLACE VIEW {table} AS "
+                                 f"SELECT * FROM _{table}_empty")
+                    continue
+                source = (f"read_parquet({sql_list(listed)}, union_by_name = true, "
+                          "hive_partitioning = false)")
+                if table == QUARANTINE:
+                    # Lines parsed since by `logstack requeue` count as rows, not here.
+                    source = without_requeued(source, lake,
+                                              [f for f in rows if is_requeue_file(f)])
                 conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
-                continue
-        except duckdb.IOException:
-            pass
-        conn.register(f"_{table}_empty", schema.empty_table())
-        conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _{table}_empty")
+            return
+        except duckdb.IOException as exc:
+            if attempt == attempts:
+                raise LakeError(f"reading the lake at {lake.uri} failed: "
+                                f"{str(exc).splitlines()[0]}") from None
 
 
 def connect(lake: Lake, metrics_db: Path | None, read_only: bool = True,

@@ -49,13 +49,26 @@ def has_requeued(lake: Lake) -> bool:
     return lake.exists(lake.path(MARKER))
 
 
-def without_requeued(source: str, lake: Lake) -> str:
-    """`source`, a table expression over quarantined lines, less the lines resolved since."""
-    if not has_requeued(lake):
+def without_requeued(source: str, lake: Lake, requeued: list[str] | None = None) -> str:
+    """`source`, a table expression over quarantined lines, less the lines resolved since.
+
+    `requeued` names the requeue files when the caller has listed them; else they are
+    globbed, if a requeue ever ran."""
+    if requeued is None:
+        if not has_requeued(lake):
+            return source
+        files = "'" + requeued_glob(lake).replace("'", "''") + "'"
+    elif requeued:
+        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in requeued) + "]"
+    else:
         return source
-    pattern = requeued_glob(lake).replace("'", "''")
     return (f'(SELECT q.* FROM {source} AS q ANTI JOIN (SELECT topic, "partition", "offset" '
-            f"FROM read_parquet('{pattern}')) AS r USING (topic, \"partition\", \"offset\"))")
+            f"FROM read_parquet({files})) AS r USING (topic, \"partition\", \"offset\"))")
+
+
+def is_requeue_file(path: str) -> bool:
+    """Whether `path` is a file `requeue` wrote."""
+    return path.rsplit("/", 1)[-1].startswith(PREFIX)
 
 
 @dataclass

@@ -85,14 +85,23 @@ class ReportFilter:
 def parse_from(text: str) -> datetime:
     """The first hour of a `--from` bound: the hour that holds the given time."""
     value, _ = _parse(text)
-    return floor_hour(value)
+    return _in_range(text, lambda: floor_hour(value))
 
 
 def parse_to(text: str) -> datetime:
     """The exclusive end of a `--to` bound: the hour after the one holding the time,
     or the midnight after a bare date."""
     value, is_date = _parse(text)
-    return value + timedelta(days=1) if is_date else floor_hour(value) + HOUR
+    return _in_range(text, lambda: value + timedelta(days=1) if is_date
+                     else floor_hour(value) + HOUR)
+
+
+def _in_range(text: str, bound) -> datetime:
+    """`bound()`, or a ValueError when it falls outside the years 1 to 9999 in UTC."""
+    try:
+        return bound()
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def bound_type(flag: str):

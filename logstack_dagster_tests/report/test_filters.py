@@ -33,6 +33,13 @@ def test_a_bound_that_is_no_time_is_refused_with_an_example():
         parse_from("last tuesday")
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00+01:00", "9999-12-31T23:59-05:00",
+                                  "9999-12-31"])
+def test_a_bound_beyond_the_years_python_holds_is_refused(text):
+    with pytest.raises(ValueError, match="outside the years 1 to 9999 in UTC"):
+        parse_from(text) if text.startswith("0001") else parse_to(text)
+
+
 def test_an_empty_range_is_refused():
     with pytest.raises(FilterError, match="--from 2019-01-22 11:00 is after --to"):
         ReportFilter(start=HOUR_B, end=HOUR_B)
