@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 LOG ?=
 DEMO_HOME ?= $(CURDIR)/.logstack/demo
 DEV_HOME ?= $(CURDIR)/.logstack/dev
+DAGSTER_PORT ?= 3000
 DAGSTER_YAML ?= dagster.yaml
 
 .PHONY: install demo test bench chaos dev clean
@@ -44,7 +45,7 @@ chaos: $(STAMP)
 dev: $(STAMP)
 	mkdir -p $(DEV_HOME)/dagster && cp $(DAGSTER_YAML) $(DEV_HOME)/dagster/dagster.yaml
 	LOGSTACK_HOME=$(DEV_HOME) DAGSTER_HOME=$(DEV_HOME)/dagster \
-		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 # Remove the virtual environment and all local state.
 clean:

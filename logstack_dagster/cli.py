@@ -390,8 +390,11 @@ def _compact(args: argparse.Namespace, settings: Settings) -> int:
     from logstack_dagster.lake.layout import Lake
 
     grace = GRACE_SECONDS if args.grace_seconds is None else args.grace_seconds
-    result = compact(Lake.open(settings.lake), settings.home, before=args.before,
-                     grace_seconds=grace)
+    lake = Lake.open(settings.lake)
+    if not lake.list_dirs(lake.path("_manifest")):
+        raise UserError(f"the lake at {settings.lake} holds no commit records; is "
+                        "LOGSTACK_LAKE (or LOGSTACK_HOME) the lake's?")
+    result = compact(lake, settings.home, before=args.before, grace_seconds=grace)
     hours = len(result.hours)
     print(f"merged {result.replaced_files:,} files into {result.merged_files:,} "
           f"({result.rows:,} rows) over {hours} hour{'' if hours == 1 else 's'}; deleted "

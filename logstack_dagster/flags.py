@@ -22,7 +22,7 @@ def positive_seconds(text: str) -> float:
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        return float(text) + 0.0  # -0 is 0
     except ValueError:
         return math.nan
 
@@ -31,4 +31,4 @@ def _seconds(text: str, good: bool, bound: str) -> float:
     if not good:
         raise argparse.ArgumentTypeError(
             f"expected seconds {bound} and at most {MAX_SECONDS:,} (ten years), not {text!r}")
-    return float(text)
+    return float(text) + 0.0  # -0 is 0

@@ -24,20 +24,22 @@ A reader lists a folder first and reads the notes second (`hidden_by_compaction`
 reader that takes less than `grace` seconds from listing to reading its files sees each row
 once: the old files stay until `grace` after the swap, and the merge in the note until
 `grace` after they are gone. A later pass finishes what an earlier one started; a merge
-a crash left staged is undone (its merged file deleted). One compaction runs at a time per
-LOGSTACK_HOME (a lock in its `locks/`); two machines compacting one object-storage lake
-at once are not supported.
+a crash left staged is undone (its merged file deleted), and the files a merge replaced
+are deleted only while the merged file holds all its rows. One compaction runs at a time
+per LOGSTACK_HOME and, on a local disk, per lake (locks in their `locks/` and `_locks/`);
+two machines compacting one object-storage lake at once are not supported.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -52,6 +54,7 @@ from logstack_dagster.lake.layout import (
     QUARANTINE,
     ROWS,
     Lake,
+    LakeError,
     parquet_bytes,
 )
 
@@ -68,9 +71,18 @@ MERGED_KEY = b"logstack.merged_batches"
 
 # `<first>-<last>.json`, a commit record's name
 _COMMIT = re.compile(r"^(?P<first>\d{12})-(?P<last>\d{12})\.json$")
-# `<topic>-<cluster tag>-p<partition>-<first>-<last>[-compacted].parquet`
+# `<topic>-<cluster tag>-p<partition>-<first>-<last>[-<digest>-compacted].parquet`; a
+# merged file's range may hold batches of other hours, so its name also has a digest of
+# the batches it took in.
 _NAME = re.compile(r"^(?P<prefix>.+-[0-9a-f]{8}-p\d{3}-)(?P<first>\d{12})-(?P<last>\d{12})"
-                   r"(?P<compacted>-compacted)?\.parquet$")
+                   r"(?P<compacted>-[0-9a-f]{12}-compacted)?\.parquet$")
+
+
+def file_prefix(name: str) -> str | None:
+    """`<topic>-<cluster tag>-p<partition>-` of a batch's or a merged file's name, or None
+    for another file (a requeue file)."""
+    match = _NAME.match(name.rsplit("/", 1)[-1])
+    return None if match is None else match["prefix"]
 
 
 class CompactionBusy(LogstackError):
@@ -129,11 +141,20 @@ def read_journals(lake: Lake) -> list[Journal]:
         if not path.endswith(".json"):
             continue
         try:
-            data = json.loads(lake.read(path))
+            data = lake.read(path)
         except FileNotFoundError:
             continue  # finished between the listing and the read
-        journals.append(Journal(path.rsplit("/", 1)[1],
-                                [Merge(**m) for m in data["merges"]]))
+        try:
+            merges = [Merge(**m) for m in json.loads(data)["merges"]]
+            for stamp in [t for m in merges for t in (m.swapped_at, m.cleared_at) if t]:
+                _time(stamp)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Leaving it out could count rows twice; nothing can be read safely.
+            raise LakeError(
+                f"the compaction note {lake.url(path)} is not one logstack wrote "
+                f"({type(exc).__name__}: {exc}); the lake cannot be read safely until it "
+                "is restored") from None
+        journals.append(Journal(path.rsplit("/", 1)[1], merges))
     return sorted(journals, key=lambda j: j.name)
 
 
@@ -170,19 +191,18 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
     if before is None:
         before = clock().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     result = CompactionResult()
-    with _exclusive(home):
+    with _exclusive(lake, home):
         _advance(lake, clock(), grace_seconds, result)
         committed = _committed_batches(lake)
         busy = _busy_paths(lake)
         journal = Journal(f"{clock():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json")
         for table in (ROWS, QUARANTINE):
             for folder, hour in _hour_folders(lake, table):
-                if hour + timedelta(hours=1) > before:
+                if before - hour < timedelta(hours=1):  # not over by `before`
                     continue
                 for group in _groups(lake, folder, busy, committed):
                     for chunk in _chunks(lake, group, max_rows):
-                        if len(chunk) > 1:
-                            _merge(lake, journal, chunk, clock, result)
+                        if len(chunk) > 1 and _merge(lake, journal, chunk, clock, result):
                             result.hours.add(hour.isoformat())
         # With no grace, the merges of this pass are finished at once.
         if grace_seconds <= 0:
@@ -192,15 +212,25 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
 
 
 @contextmanager
-def _exclusive(home: Path) -> Iterator[None]:
-    path = home / "locks" / "compact.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CompactionBusy(
-                f"another compaction of this lake is running (lock {path})") from None
+def _exclusive(lake: Lake, home: Path) -> Iterator[None]:
+    """Hold the compaction lock of `home`, and of the lake itself when it is on a local
+    disk, so that two homes compacting one lake on this machine meet too."""
+    paths = [home / "locks" / "compact.lock"]
+    if lake.local:
+        paths.append(Path(lake.path("_locks", "compact.lock")))
+    with ExitStack() as held:
+        for path in paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = held.enter_context(open(path, "a"))
+            except OSError as exc:
+                raise LogstackError(f"cannot make the compaction lock {path}: "
+                                    f"{exc.strerror or exc}") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CompactionBusy(
+                    f"another compaction of this lake is running (lock {path})") from None
         yield
 
 
@@ -224,6 +254,13 @@ def _advance(lake: Lake, now: datetime, grace_seconds: float,
                 result.undone += 1
                 continue
             if merge.state == "swapped" and now - _time(merge.swapped_at) >= grace:
+                if _rows_in(lake, merge.file) != merge.rows:
+                    # Never delete what a merged file does not hold whole (another pass on
+                    # the lake undid it, say): forget the merge, keep the files.
+                    log.warning("compaction keeps the files %s replaced: it does not hold "
+                                "its %d rows", merge.file, merge.rows)
+                    changed = True
+                    continue
                 for path in merge.replaces:
                     lake.delete_if_present(lake.path(path))
                     result.deleted_files += 1
@@ -277,9 +314,9 @@ def _hour_folders(lake: Lake, table: str) -> Iterator[tuple[str, datetime]]:
         for month in lake.list_dirs(year):
             for day in lake.list_dirs(month):
                 for hour in lake.list_dirs(day):
-                    parts = dict(p.split("=", 1) for p in hour[len(lake.path(table)) + 1:]
-                                 .split("/"))
                     try:
+                        parts = dict(p.split("=", 1) for p in
+                                     hour[len(lake.path(table)) + 1:].split("/"))
                         yield hour, datetime(int(parts["year"]), int(parts["month"]),
                                              int(parts["day"]), int(parts["hour"]),
                                              tzinfo=timezone.utc)
@@ -327,7 +364,8 @@ def _chunks(lake: Lake, group: list[tuple[str, int, int]],
 
 
 def _merge(lake: Lake, journal: Journal, files: list[tuple[str, int, int]],
-           clock: Callable[[], datetime], result: CompactionResult) -> None:
+           clock: Callable[[], datetime], result: CompactionResult) -> bool:
+    """Merge `files` into one, noted in `journal`; False when they were left as they are."""
     tables, batches = [], []
     for path, first, last in files:
         with lake.fs.open_input_file(path) as handle:
@@ -339,18 +377,20 @@ def _merge(lake: Lake, journal: Journal, files: list[tuple[str, int, int]],
     except pa.ArrowInvalid as exc:  # a column whose type changed between versions
         log.warning("compaction skips %d files of %s: %s", len(files),
                     files[0][0].rsplit("/", 1)[0], exc)
-        return
+        return False
     merged = merged.replace_schema_metadata(
         {**(merged.schema.metadata or {}), MERGED_KEY: json.dumps(batches).encode()})
     folder = files[0][0].rsplit("/", 1)[0]
-    prefix = _NAME.match(files[0][0].rsplit("/", 1)[1])["prefix"]
-    target = f"{folder}/{prefix}{files[0][1]:012d}-{max(f[2] for f in files):012d}{SUFFIX}"
+    prefix = file_prefix(files[0][0])
+    digest = hashlib.sha256(json.dumps(sorted(batches)).encode()).hexdigest()[:12]
+    target = (f"{folder}/{prefix}{files[0][1]:012d}-{max(f[2] for f in files):012d}-"
+              f"{digest}{SUFFIX}")
     root = lake.path("")
     merge = Merge(file=target[len(root):], replaces=[f[0][len(root):] for f in files],
                   rows=merged.num_rows)
     if lake.exists(target):
         log.warning("compaction skips %s: it exists already", target)
-        return
+        return False
     journal.merges.append(merge)
     journal.save(lake)
     lake.write_atomic(target, parquet_bytes(merged))
@@ -359,6 +399,15 @@ def _merge(lake: Lake, journal: Journal, files: list[tuple[str, int, int]],
     result.merged_files += 1
     result.replaced_files += len(files)
     result.rows += merged.num_rows
+    return True
+
+
+def _rows_in(lake: Lake, relative: str) -> int | None:
+    try:
+        with lake.fs.open_input_file(lake.path(relative)) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    except (FileNotFoundError, pa.ArrowInvalid):
+        return None
 
 
 def merged_batches(schema: pa.Schema) -> list[list[int]] | None:

@@ -5,7 +5,8 @@
     <root>/_manifest/<cluster>/<topic>/partition=N/<first>-<last>.json  commit records
     <root>/_staging/<batch>/...        on a local disk: files not yet committed
     <root>/_staging/<batch>.json       on object storage: files being written, not committed
-    <root>/_compaction/<digest>.json   merges of small files under way (see `compact.py`)
+    <root>/_compaction/<pass>.json     merges of small files under way (see `compact.py`)
+    <root>/_locks/compact.lock         on a local disk: one compaction at a time
 
 Hours are UTC. A row's hour is its event time. A quarantined line has no trusted time of
 its own: it goes to the hour of the nearest line that parsed in the same batch (lines of

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from logstack_dagster.lake.compact import SUFFIX, merged_batches
+from logstack_dagster.lake.compact import SUFFIX, file_prefix, merged_batches
 from logstack_dagster.lake.duck import readable_files
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
@@ -66,7 +66,7 @@ def reconcile(manifest: Manifest, run_id: str | None = None) -> Reconciliation:
         if batches is None:
             expected = rows_of[holder]
         else:  # merged: the rows of every batch it took in
-            folder, prefix = holder.rsplit("/", 1)[0], _prefix(holder)
+            folder, prefix = holder.rsplit("/", 1)[0], file_prefix(holder)
             expected = sum(rows_of.get(f"{folder}/{prefix}{first:012d}-{last:012d}.parquet", 0)
                            for first, last in batches)
         actual = _rows_in(manifest, holder)
@@ -103,7 +103,7 @@ class _Holders:
         if relative in self.visible[folder]:
             return relative
         for path in self.visible[folder]:
-            if (path in self.batches and _prefix(path) == _prefix(relative)
+            if (path in self.batches and file_prefix(path) == file_prefix(relative)
                     and [first, last] in self.batches[path]):
                 return path
         return relative  # missing: reported by its own name
@@ -116,12 +116,6 @@ class _Holders:
             if path.endswith(SUFFIX):
                 with self.lake.fs.open_input_file(self.lake.path(path)) as handle:
                     self.batches[path] = merged_batches(pq.read_schema(handle)) or []
-
-
-def _prefix(relative: str) -> str:
-    """`<topic>-<cluster tag>-p<partition>-` of a batch's or a merged file's name."""
-    name = relative.rsplit("/", 1)[1].removesuffix(SUFFIX).removesuffix(".parquet")
-    return name.rsplit("-", 2)[0] + "-"
 
 
 def _rows_in(manifest: Manifest, relative: str) -> int | None:

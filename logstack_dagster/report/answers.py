@@ -113,12 +113,13 @@ def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
             FROM {STATUS_CODES.name} WHERE {where}
             GROUP BY hour, status_class ORDER BY hour, status_class
         """),
+        # A lake ingested without enrichment (`--no-enrich`) has no country columns.
         countries=_records(conn, f"""
             SELECT country, any_value(country_name) AS country_name,
                    sum(requests)::BIGINT AS requests
             FROM {COUNTRIES.name} WHERE {where}
             GROUP BY country ORDER BY requests DESC, country LIMIT {top}
-        """),
+        """) if _has_table(conn, COUNTRIES.name) else [],
         top_paths=_summed(conn, TOP_PATHS.name, "path", where, top),
         top_referrers=_summed(conn, TOP_REFERRERS.name, "referrer", where, top),
         not_found_paths=_summed(conn, NOT_FOUND.name, "path", where, top),

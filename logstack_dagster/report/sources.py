@@ -161,9 +161,12 @@ def _lake_metrics(lake: Lake, report_filter: ReportFilter,
         ensure_table(conn, metric)
 
     for hour in hours:
-        low, high = timestamp_sql(hour), timestamp_sql(hour + HOUR)
+        low = timestamp_sql(hour)
+        # The lake's last hour, 9999-12-31 23:00, has no next hour Python can hold.
+        high = "" if hour.year == 9999 and hour.month == 12 and hour.day == 31 and \
+            hour.hour == 23 else f" AND event_time < {timestamp_sql(hour + HOUR)}"
         conn.execute("CREATE OR REPLACE TEMP VIEW hour_rows AS SELECT * FROM report_rows "
-                     f"WHERE event_time >= {low} AND event_time < {high}")
+                     f"WHERE event_time >= {low}{high}")
         conn.execute("CREATE OR REPLACE TEMP VIEW hour_quarantine AS SELECT * EXCLUDE (hour) "
                      f"FROM report_quarantine WHERE hour = {low}")
         for metric in metrics:
