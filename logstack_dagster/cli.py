@@ -138,9 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     _topic_flags(requeue)
     requeue.set_defaults(handler=_requeue)
 
+    from logstack_dagster.report.filters import bound_type
+
     compact = commands.add_parser(
         "compact", help="merge the small files of past hours, one file per topic partition")
-    compact.add_argument("--before", type=_before_time, metavar="TIME",
+    compact.add_argument("--before", type=bound_type("before"), metavar="TIME",
                          help="only hours that end by then, ISO date or time, UTC unless an "
                               "offset is given (default: the start of the previous hour)")
     compact.add_argument("--grace-seconds", type=_seconds, default=None, metavar="S",
@@ -159,8 +161,6 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--write", action="store_true",
                        help="open the metric tables read-write (default read-only)")
     query.set_defaults(handler=_query)
-
-    from logstack_dagster.report.filters import bound_type
 
     report = commands.add_parser(
         "report", help="the answers as text tables, JSON, an HTML page or PNG charts")
@@ -222,15 +222,6 @@ def _topic_name(text: str) -> str:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return text
-
-
-def _before_time(text: str):
-    from logstack_dagster.report.filters import parse_from
-
-    try:
-        return parse_from(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

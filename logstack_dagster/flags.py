@@ -12,23 +12,21 @@ MAX_SECONDS = 315_360_000
 
 def seconds(text: str) -> float:
     """A count of seconds from 0 to MAX_SECONDS."""
-    return _seconds(text, 0 <= _number(text) <= MAX_SECONDS, ">= 0")
+    return _seconds(text, positive=False)
 
 
 def positive_seconds(text: str) -> float:
     """A count of seconds above 0, up to MAX_SECONDS."""
-    return _seconds(text, 0 < _number(text) <= MAX_SECONDS, "> 0")
+    return _seconds(text, positive=True)
 
 
-def _number(text: str) -> float:
+def _seconds(text: str, positive: bool) -> float:
     try:
-        return float(text) + 0.0  # -0 is 0
+        value = float(text) + 0.0  # -0 is 0
     except ValueError:
-        return math.nan
-
-
-def _seconds(text: str, good: bool, bound: str) -> float:
-    if not good:
+        value = math.nan
+    if not ((0 < value) if positive else (0 <= value)) or not value <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"expected seconds {bound} and at most {MAX_SECONDS:,} (ten years), not {text!r}")
-    return float(text) + 0.0  # -0 is 0
+            f"expected seconds {'> 0' if positive else '>= 0'} and at most "
+            f"{MAX_SECONDS:,} (ten years), not {text!r}")
+    return value

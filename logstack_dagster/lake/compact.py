@@ -50,13 +50,14 @@ import pyarrow.parquet as pq
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.layout import (
     COMPACTION,
-    MANIFEST,
     QUARANTINE,
     ROWS,
     Lake,
     LakeError,
     parquet_bytes,
+    parquet_rows,
 )
+from logstack_dagster.lake.manifest import committed_batch_names
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,6 @@ MAX_ROWS = 500_000
 SUFFIX = "-compacted.parquet"
 MERGED_KEY = b"logstack.merged_batches"
 
-# `<first>-<last>.json`, a commit record's name
-_COMMIT = re.compile(r"^(?P<first>\d{12})-(?P<last>\d{12})\.json$")
 # `<topic>-<cluster tag>-p<partition>-<first>-<last>[-<digest>-compacted].parquet`; a
 # merged file's range may hold batches of other hours, so its name also has a digest of
 # the batches it took in.
@@ -193,7 +192,8 @@ def compact(lake: Lake, home: Path, *, before: datetime | None = None,
     result = CompactionResult()
     with _exclusive(lake, home):
         _advance(lake, clock(), grace_seconds, result)
-        committed = _committed_batches(lake)
+        # Read before any folder is listed: a batch committed later waits for the next pass.
+        committed = committed_batch_names(lake)
         busy = _busy_paths(lake)
         journal = Journal(f"{clock():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.json")
         for table in (ROWS, QUARANTINE):
@@ -254,7 +254,7 @@ def _advance(lake: Lake, now: datetime, grace_seconds: float,
                 result.undone += 1
                 continue
             if merge.state == "swapped" and now - _time(merge.swapped_at) >= grace:
-                if _rows_in(lake, merge.file) != merge.rows:
+                if parquet_rows(lake, lake.path(merge.file)) != merge.rows:
                     # Never delete what a merged file does not hold whole (another pass on
                     # the lake undid it, say): forget the merge, keep the files.
                     log.warning("compaction keeps the files %s replaced: it does not hold "
@@ -284,29 +284,6 @@ def _busy_paths(lake: Lake) -> set[str]:
             busy.add(lake.path(merge.file))
             busy.update(lake.path(p) for p in merge.replaces)
     return busy
-
-
-def _committed_batches(lake: Lake) -> set[str]:
-    """The names of every committed batch, from the commit records' names alone.
-
-    Only these batches' files are merged. On object storage a batch's files are in the
-    table folders before its commit, and a batch that never commits is deleted by the next
-    run, which may then write the same offsets under other names; merged, its rows would
-    count early, and then twice. Read once, before any folder is listed: a batch committed
-    later is left for the next pass."""
-    from logstack_dagster.lake.manifest import batch_name
-
-    names = set()
-    root = lake.path(MANIFEST)
-    for path in lake.list_files(root, recursive=True):
-        parts = path[len(root) + 1:].split("/")
-        match = _COMMIT.match(parts[-1])
-        if len(parts) != 4 or match is None or not parts[2].startswith("partition="):
-            continue
-        cluster, topic, partition = parts[0], parts[1], int(parts[2].split("=", 1)[1])
-        names.add(batch_name(cluster, topic, partition, int(match["first"]),
-                             int(match["last"])))
-    return names
 
 
 def _hour_folders(lake: Lake, table: str) -> Iterator[tuple[str, datetime]]:
@@ -348,9 +325,7 @@ def _chunks(lake: Lake, group: list[tuple[str, int, int]],
     chunk: list[tuple[str, int, int]] = []
     rows = 0
     for item in group:
-        # From the footer: the data is read only for files that are merged.
-        with lake.fs.open_input_file(item[0]) as handle:
-            count = pq.ParquetFile(handle).metadata.num_rows
+        count = parquet_rows(lake, item[0]) or 0  # the data is read only when merged
         if count >= max_rows // 2:
             yield chunk
             chunk, rows = [], 0
@@ -400,14 +375,6 @@ def _merge(lake: Lake, journal: Journal, files: list[tuple[str, int, int]],
     result.replaced_files += len(files)
     result.rows += merged.num_rows
     return True
-
-
-def _rows_in(lake: Lake, relative: str) -> int | None:
-    try:
-        with lake.fs.open_input_file(lake.path(relative)) as handle:
-            return pq.ParquetFile(handle).metadata.num_rows
-    except (FileNotFoundError, pa.ArrowInvalid):
-        return None
 
 
 def merged_batches(schema: pa.Schema) -> list[list[int]] | None:

@@ -156,6 +156,10 @@ class Lake:
             pass
 
 
+# The last hour Python's datetime holds: it has no next hour.
+LAST_HOUR = datetime(9999, 12, 31, 23, tzinfo=timezone.utc)
+
+
 def hour_dir(hour: datetime) -> str:
     """Hive-style folder of the UTC hour that starts at `hour`."""
     hour = hour.astimezone(timezone.utc)
@@ -215,6 +219,16 @@ def parquet_bytes(table: pa.Table) -> bytes:
     pq.write_table(table, out, compression="zstd", row_group_size=128 * 1024,
                    write_statistics=[c for c in STATISTICS_COLUMNS if c in table.column_names])
     return out.getvalue()
+
+
+def parquet_rows(lake: Lake, path: str) -> int | None:
+    """The rows the Parquet file at `path` holds, from its footer; None when it is missing
+    or no Parquet file."""
+    try:
+        with lake.fs.open_input_file(path) as handle:
+            return pq.read_metadata(handle).num_rows
+    except (FileNotFoundError, pa.ArrowInvalid):
+        return None
 
 
 def hour_key(hour: datetime) -> str:

@@ -27,6 +27,7 @@ broker, whose offsets start again at 0, is not mistaken for the one before it.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -202,6 +203,29 @@ class Manifest:
                 undone += 1
             self.lake.delete_if_present(note)
         return undone
+
+
+_RECORD = re.compile(r"^(?P<first>\d{12})-(?P<last>\d{12})\.json$")
+
+
+def committed_batch_names(lake: Lake) -> set[str]:
+    """The names of every committed batch of every cluster and topic, from the commit
+    records' paths alone (nothing is read).
+
+    Compaction merges only these batches' files. On object storage a batch's files are in
+    the table folders before its commit, and a batch that never commits is deleted by the
+    next run, which may then write the same offsets under other names: merged, its rows
+    would count early, and then twice."""
+    names = set()
+    root = lake.path(MANIFEST)
+    for path in lake.list_files(root, recursive=True):
+        parts = path[len(root) + 1:].split("/")
+        record = _RECORD.match(parts[-1])
+        if len(parts) != 4 or record is None or not parts[2].startswith("partition="):
+            continue
+        names.add(batch_name(parts[0], parts[1], int(parts[2].split("=", 1)[1]),
+                             int(record["first"]), int(record["last"])))
+    return names
 
 
 def pending_paths(lake: Lake) -> set[str]:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from logstack_dagster.lake.compact import SUFFIX, file_prefix, merged_batches
 from logstack_dagster.lake.duck import readable_files
-from logstack_dagster.lake.layout import Lake
+from logstack_dagster.lake.layout import Lake, parquet_rows
 from logstack_dagster.lake.manifest import Manifest
 
 
@@ -69,7 +69,7 @@ def reconcile(manifest: Manifest, run_id: str | None = None) -> Reconciliation:
             folder, prefix = holder.rsplit("/", 1)[0], file_prefix(holder)
             expected = sum(rows_of.get(f"{folder}/{prefix}{first:012d}-{last:012d}.parquet", 0)
                            for first, last in batches)
-        actual = _rows_in(manifest, holder)
+        actual = parquet_rows(manifest.lake, manifest.lake.path(holder))
         if actual != expected:
             merged = " (merged)" if batches is not None else ""
             result.mismatches.append(f"{holder}{merged}: manifest says {expected} rows, "
@@ -116,12 +116,3 @@ class _Holders:
             if path.endswith(SUFFIX):
                 with self.lake.fs.open_input_file(self.lake.path(path)) as handle:
                     self.batches[path] = merged_batches(pq.read_schema(handle)) or []
-
-
-def _rows_in(manifest: Manifest, relative: str) -> int | None:
-    lake = manifest.lake
-    try:
-        with lake.fs.open_input_file(lake.path(relative)) as handle:
-            return pq.read_metadata(handle).num_rows
-    except FileNotFoundError:
-        return None

@@ -59,7 +59,9 @@ def without_requeued(source: str, lake: Lake, requeued: list[str] | None = None)
             return source
         files = "'" + requeued_glob(lake).replace("'", "''") + "'"
     elif requeued:
-        files = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in requeued) + "]"
+        from logstack_dagster.lake.duck import sql_list
+
+        files = sql_list(requeued)
     else:
         return source
     return (f'(SELECT q.* FROM {source} AS q ANTI JOIN (SELECT topic, "partition", "offset" '

@@ -105,10 +105,11 @@ def _in_range(text: str, bound) -> datetime:
 
 
 def bound_type(flag: str):
-    """The argparse `type` of `--from` or `--to`; a bad value becomes a usage error."""
+    """The argparse `type` of `--to`, or of a flag that starts at an hour (`--from`,
+    `compact --before`); a bad value becomes a usage error."""
     import argparse
 
-    parse = parse_from if flag == "from" else parse_to
+    parse = parse_to if flag == "to" else parse_from
 
     def bound(text: str) -> datetime:
         try:

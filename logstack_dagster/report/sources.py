@@ -22,7 +22,7 @@ import duckdb
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.duck import complete_files, connect, sql_list
-from logstack_dagster.lake.layout import QUARANTINE, Lake
+from logstack_dagster.lake.layout import LAST_HOUR, QUARANTINE, Lake, LakeError
 from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, ensure_table
 from logstack_dagster.report.filters import HOUR, FilterError, ReportFilter, timestamp_sql
 
@@ -126,20 +126,22 @@ def _file_quarantine(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
     the folder, not any one column, is what the metric tables counted.
     """
     files = complete_files(lake, QUARANTINE)
-    if files:
-        try:
-            conn.execute(
-                "CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
-                "SELECT * EXCLUDE (year, month, day, hour), "
-                "make_timestamptz(year::BIGINT, month::BIGINT, day::BIGINT, hour::BIGINT, "
-                "0, 0, 'UTC') AS hour "
-                f"FROM read_parquet({sql_list(files)}, union_by_name = true, "
-                "hive_partitioning = true)")
-            return
-        except duckdb.IOException:
-            pass
-    conn.execute("CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
-                 "SELECT *, NULL::TIMESTAMPTZ AS hour FROM quarantine")
+    if not files:
+        conn.execute("CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
+                     "SELECT *, NULL::TIMESTAMPTZ AS hour FROM quarantine")
+        return
+    try:
+        conn.execute(
+            "CREATE OR REPLACE TEMP VIEW report_quarantine_filed AS "
+            "SELECT * EXCLUDE (year, month, day, hour), "
+            "make_timestamptz(year::BIGINT, month::BIGINT, day::BIGINT, hour::BIGINT, "
+            "0, 0, 'UTC') AS hour "
+            f"FROM read_parquet({sql_list(files)}, union_by_name = true, "
+            "hive_partitioning = true)")
+    except duckdb.IOException as exc:
+        # A file listed a moment ago is gone: failing beats counting no quarantined line.
+        raise LakeError(f"reading the lake at {lake.uri} failed: "
+                        f"{str(exc).splitlines()[0]}") from None
 
 
 def _lake_metrics(lake: Lake, report_filter: ReportFilter,
@@ -162,9 +164,7 @@ def _lake_metrics(lake: Lake, report_filter: ReportFilter,
 
     for hour in hours:
         low = timestamp_sql(hour)
-        # The lake's last hour, 9999-12-31 23:00, has no next hour Python can hold.
-        high = "" if hour.year == 9999 and hour.month == 12 and hour.day == 31 and \
-            hour.hour == 23 else f" AND event_time < {timestamp_sql(hour + HOUR)}"
+        high = "" if hour == LAST_HOUR else f" AND event_time < {timestamp_sql(hour + HOUR)}"
         conn.execute("CREATE OR REPLACE TEMP VIEW hour_rows AS SELECT * FROM report_rows "
                      f"WHERE event_time >= {low}{high}")
         conn.execute("CREATE OR REPLACE TEMP VIEW hour_quarantine AS SELECT * EXCLUDE (hour) "

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
 from logstack_dagster.errors import LogstackError
+from logstack_dagster.flags import positive_seconds, seconds
 from logstack_dagster.ingest.topic import Cluster, resolve_cluster, topic_metadata, wait_reachable
 from logstack_dagster.lake.layout import Lake
 from logstack_dagster.lake.manifest import Manifest
-from logstack_dagster.flags import positive_seconds, seconds
 from logstack_dagster.settings import Settings, SettingsError, load_settings
 
 E = TypeVar("E", bound=BaseException)
