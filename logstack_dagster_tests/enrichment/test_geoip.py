@@ -1,3 +1,5 @@
+import ipaddress
+import random
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -8,8 +10,10 @@ import pytest
 from logstack_dagster.enrichment.geoip import (
     ENRICHED_SCHEMA,
     GeoEnricher,
+    _SPECIAL_FIRST_OCTETS,
     _Answer,
     default_city_db_path,
+    _scope,
     ip_scope,
 )
 
@@ -108,6 +112,29 @@ def test_schema_appends_typed_columns_and_keeps_rows(geo: GeoEnricher) -> None:
 )
 def test_scope_of_an_address(ip: str, scope: str | None) -> None:
     assert ip_scope(ip) == scope
+
+
+def test_the_quick_answer_for_plain_ipv4_agrees_with_ipaddress() -> None:
+    # ip_scope answers "public" for a dotted quad outside a few first octets without
+    # asking ipaddress: every network ipaddress treats specially must lie in those /8s.
+    constants = ipaddress._IPv4Constants
+    special = [*constants._private_networks, constants._public_network,
+               constants._reserved_network, constants._multicast_network,
+               constants._linklocal_network, constants._loopback_network]
+    assert len(special) > 10
+    for network in special:
+        for first_octet in range(network[0].packed[0], network[-1].packed[0] + 1):
+            assert first_octet in _SPECIAL_FIRST_OCTETS, network
+
+    # And the quick answers are the ones ipaddress gives, on the edges of every /8 and on
+    # addresses all over the space.
+    rng = random.Random(7)
+    numbers = [octet << 24 | low for octet in range(256) for low in (0, 1, 0xFFFFFF)]
+    numbers += [rng.getrandbits(32) for _ in range(20_000)]
+    for number in numbers:
+        address = ipaddress.IPv4Address(number)
+        assert ip_scope(str(address)) == _scope(address), address
+    assert sum(ip_scope(str(ipaddress.IPv4Address(n))) == "public" for n in numbers) > 15_000
 
 
 def test_non_public_addresses_are_marked_and_never_looked_up(
