@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logstack_dagster.parser.derive import derive_rows
+from logstack_dagster.parser.derive import derive_rows, host_and_port
 from logstack_dagster.parser.detect import detect_in_text
 from logstack_dagster.parser.formats import JSON, W3C, LogFormat
 from logstack_dagster.parser.jsonlines import parse_json
@@ -52,10 +52,11 @@ def parse_lines(
         raw, more = parse_text(text, keep, chosen)
 
     raw, beyond = _beyond_datetime(raw, text)
-    rows = derive_rows(raw)
+    raw, oversized = _beyond_integers(raw, text)
+    rows, unfit = _derive_or_reject(raw, text)
     if not _ascending(rows["line_index"]):
         rows = rows.sort_by("line_index")
-    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more + beyond),
+    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more + beyond + oversized + unfit),
                          format_name=chosen.name, log_format=chosen)
     _check_accounted(result, len(text))
     return result
@@ -78,6 +79,55 @@ def _beyond_datetime(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
                 + quote(text[i].as_py()))
                for i in pc.filter(raw["line_index"], beyond).to_pylist()]
     return raw.filter(pc.invert(beyond)), rejects
+
+
+def _beyond_integers(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
+    """`raw` without the rows whose byte count or port is past what its column (and TCP)
+    holds, and rejects for those: such a number is garbage, and would fail the cast of its
+    whole batch."""
+    checks = [(raw["bytes"].combine_chunks(), 2**63 - 1, "bad_bytes", "byte count"),
+              (host_and_port(raw["vhost"].combine_chunks(), raw["port"].combine_chunks())[1],
+               65535, "bad_port", "port")]
+    masks = [_over(values, limit) for values, limit, _, _ in checks]
+    refused = pc.or_(*masks)
+    if not pc.any(refused).as_py():
+        return raw, []
+    rejects, seen = [], set()
+    for (values, limit, reason, what), mask in zip(checks, masks, strict=True):
+        lines = pc.filter(raw["line_index"], mask).to_pylist()
+        for i, value in zip(lines, pc.filter(values, mask).to_pylist(), strict=True):
+            if i not in seen:
+                seen.add(i)
+                rejects.append((i, reason, f"{what} {quote(value)} is over {limit:,}: "
+                                + quote(text[i].as_py())))
+    return raw.filter(pc.invert(refused)), rejects
+
+
+def _over(digits, limit: int) -> pa.Array:
+    """Which decimal texts are numbers over `limit` (dashes and nulls are not)."""
+    bound = str(limit)
+    plain = pc.utf8_ltrim(digits, characters="0")
+    size = pc.utf8_length(plain)
+    over = pc.or_(pc.greater(size, len(bound)),
+                  pc.and_(pc.equal(size, len(bound)), pc.greater(plain, bound)))
+    return pc.fill_null(pc.and_(over, pc.match_substring_regex(digits, r"^\d+$")), False)
+
+
+def _derive_or_reject(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
+    """`derive_rows`, except that a row with a value no column can hold is rejected rather
+    than failing the batch: a batch that always fails would stop its partition for good.
+    The failing rows are found by halving, so a batch pays only when it has one."""
+    try:
+        return derive_rows(raw), []
+    except pa.ArrowInvalid as exc:
+        if raw.num_rows == 1:
+            i = raw["line_index"][0].as_py()
+            return derive_rows(raw.slice(0, 0)), [
+                (i, "bad_value", f"{exc}: {quote(text[i].as_py())}")]
+    half = raw.num_rows // 2
+    first, first_rejects = _derive_or_reject(raw.slice(0, half), text)
+    second, second_rejects = _derive_or_reject(raw.slice(half), text)
+    return pa.concat_tables([first, second]), first_rejects + second_rejects
 
 
 def _ascending(index: pa.ChunkedArray) -> bool:

@@ -102,11 +102,13 @@ def checked_field(name: str, value: str) -> str:
     """The raw value of a field, or Reject when it cannot be what the field holds."""
     if name in ("ident", "user") and len(value) >= 2 and value[0] == value[-1] == '"':
         value = value[1:-1]  # some clients make the server log `""` for an empty name
-    if name == "status" and not (value == "-" or (len(value) == 3 and value.isdigit())):
+    # isdigit() alone takes other scripts' digits ("١٢٣"), which no integer cast reads.
+    digits = value.isascii() and value.isdigit()
+    if name == "status" and not (value == "-" or (len(value) == 3 and digits)):
         raise Reject("bad_status", f"status {quote(value)} is not a 3-digit code or '-'")
-    if name == "bytes" and not (value == "-" or value.isdigit()):
+    if name == "bytes" and not (value == "-" or digits):
         raise Reject("bad_bytes", f"byte count {quote(value)} is not a number or '-'")
-    if name == "port" and not value.isdigit():
+    if name == "port" and not digits:
         raise Reject("bad_port", f"port {quote(value)} is not a number")
     return value
 

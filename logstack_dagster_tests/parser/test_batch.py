@@ -1,6 +1,10 @@
 """parse_lines on awkward batches: the accounting promise and each kind of reject."""
 
+import pyarrow as pa
+
 from logstack_dagster.parser import PARSED_SCHEMA, REJECT_SCHEMA, parse_lines
+from logstack_dagster.parser.batch import _derive_or_reject
+from logstack_dagster.parser.schema import RAW_SCHEMA
 
 GOOD = b'192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.0" 200 2326 "-" "ua"'
 
@@ -95,6 +99,51 @@ def test_times_outside_the_years_1_to_9999_in_utc_are_refused_in_every_path():
     result = parse_lines(iso_lines, iso)
     assert _reasons(result) == {0: "bad_timestamp"}
     assert result.rows["line_index"].to_pylist() == [1]
+
+
+def test_numbers_no_column_holds_are_refused_not_the_batch():
+    """A byte count past int64 or a port past 65535 once failed its whole batch: the
+    partition could then never be ingested."""
+    vhost = b"www.example.com:%s " + GOOD
+    lines = [
+        GOOD.replace(b" 2326 ", b" 99999999999999999999999 "),
+        GOOD.replace(b" 2326 ", b" 9223372036854775808 "),  # 2**63
+        GOOD.replace(b" 2326 ", b" 9223372036854775807 "),  # 2**63 - 1: kept
+        GOOD.replace(b" 2326 ", b" 00000000000000000000000000042 "),  # kept: 42
+        GOOD.replace(b" 2326 ", " \u0661\u0662 ".encode()),  # Arabic-Indic digits
+        GOOD.replace(b" 200 ", " \u0662\u0660\u0660 ".encode()),
+        GOOD,
+    ]
+    result = parse_lines(lines, "combined")
+    assert _reasons(result) == {0: "bad_bytes", 1: "bad_bytes", 4: "bad_bytes", 5: "bad_status"}
+    assert "over 9,223,372,036,854,775,807" in result.rejects["message"].to_pylist()[0]
+    assert result.rows["bytes_sent"].to_pylist() == [2**63 - 1, 42, 2326]
+
+    result = parse_lines([vhost % b"99999999999999999999999", vhost % b"65536",
+                          vhost % b"65535"], "vhost_combined")
+    assert _reasons(result) == {0: "bad_port", 1: "bad_port"}
+    assert result.rows["server_port"].to_pylist() == [65535]
+
+    json_line = ('{"time":"2020-10-10T10:00:00+00:00","remote_addr":"192.0.2.1",'
+                 '"request":"GET / HTTP/1.1","status":200,"body_bytes_sent":%s}')
+    result = parse_lines([(json_line % v).encode() for v in ("1e23", "99999999999999999999999",
+                                                            "7")], "json")
+    assert _reasons(result) == {0: "bad_bytes", 1: "bad_bytes"}
+    assert result.rows["bytes_sent"].to_pylist() == [7]
+
+
+def test_a_row_that_fails_derivation_is_refused_alone():
+    """The last guard: whatever value still fails a cast rejects its line, found by halving,
+    and the rest of the batch is kept."""
+    text = pa.array([f"line {i}" for i in range(9)])
+    raw = pa.Table.from_pylist(
+        [{"line_index": i, "client": "192.0.2.1", "status": "200",
+          "bytes": "12x" if i in (2, 7) else str(i), "extra": []} for i in range(9)],
+        schema=RAW_SCHEMA)
+    rows, rejects = _derive_or_reject(raw, text)
+    assert rows["line_index"].to_pylist() == [0, 1, 3, 4, 5, 6, 8]
+    assert [(i, reason) for i, reason, _ in rejects] == [(2, "bad_value"), (7, "bad_value")]
+    assert "'line 7'" in rejects[1][2]
 
 
 def test_tabs_lower_case_months_and_odd_offsets_are_read():
