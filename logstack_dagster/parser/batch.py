@@ -1,5 +1,6 @@
 """`parse_lines`: one batch of raw records in, accepted rows and rejects out."""
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -7,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from logstack_dagster.parser.derive import derive_rows, host_and_port
+from logstack_dagster.parser.derive import derive_rows
 from logstack_dagster.parser.detect import detect_in_text
 from logstack_dagster.parser.formats import JSON, W3C, LogFormat
 from logstack_dagster.parser.jsonlines import parse_json
@@ -81,36 +82,34 @@ def _beyond_datetime(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
     return raw.filter(pc.invert(beyond)), rejects
 
 
+# A number over 65535: six digits or more, or five from 65536 up.
+_PORT_OVER = r"(?:\d{6,}|6553[6-9]|655[4-9]\d|65[6-9]\d\d|6[6-9]\d{3}|[7-9]\d{4})"
+
+
 def _beyond_integers(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
     """`raw` without the rows whose byte count or port is past what its column (and TCP)
     holds, and rejects for those: such a number is garbage, and would fail the cast of its
-    whole batch."""
-    checks = [(raw["bytes"].combine_chunks(), 2**63 - 1, "bad_bytes", "byte count"),
-              (host_and_port(raw["vhost"].combine_chunks(), raw["port"].combine_chunks())[1],
-               65535, "bad_port", "port")]
-    masks = [_over(values, limit) for values, limit, _, _ in checks]
-    refused = pc.or_(*masks)
-    if not pc.any(refused).as_py():
+    whole batch. Only rows whose numbers look too large are looked at one by one."""
+    suspect = pc.greater(pc.binary_length(raw["bytes"]), 18)
+    for column, pattern in (("port", f"^{_PORT_OVER}$"), ("vhost", f":{_PORT_OVER}$")):
+        if raw[column].null_count < raw.num_rows:
+            suspect = pc.or_kleene(suspect, pc.match_substring_regex(raw[column], pattern))
+    suspect = pc.fill_null(suspect, False)
+    if not pc.any(suspect).as_py():
         return raw, []
-    rejects, seen = [], set()
-    for (values, limit, reason, what), mask in zip(checks, masks, strict=True):
-        lines = pc.filter(raw["line_index"], mask).to_pylist()
-        for i, value in zip(lines, pc.filter(values, mask).to_pylist(), strict=True):
-            if i not in seen:
-                seen.add(i)
-                rejects.append((i, reason, f"{what} {quote(value)} is over {limit:,}: "
-                                + quote(text[i].as_py())))
-    return raw.filter(pc.invert(refused)), rejects
-
-
-def _over(digits, limit: int) -> pa.Array:
-    """Which decimal texts are numbers over `limit` (dashes and nulls are not)."""
-    bound = str(limit)
-    plain = pc.utf8_ltrim(digits, characters="0")
-    size = pc.utf8_length(plain)
-    over = pc.or_(pc.greater(size, len(bound)),
-                  pc.and_(pc.equal(size, len(bound)), pc.greater(plain, bound)))
-    return pc.fill_null(pc.and_(over, pc.match_substring_regex(digits, r"^\d+$")), False)
+    rejects = []
+    for row in raw.filter(suspect).select(["line_index", "bytes", "vhost", "port"]).to_pylist():
+        glued = re.fullmatch(r"[^:]*:(\d+)", row["vhost"] or "")
+        port = row["port"] or (glued[1] if glued else None)
+        for value, limit, reason, what in ((row["bytes"], 2**63 - 1, "bad_bytes", "byte count"),
+                                           (port, 65535, "bad_port", "port")):
+            if value and value.isdigit() and int(value) > limit:
+                line = row["line_index"]
+                rejects.append((line, reason, f"{what} {quote(value)} is over {limit:,}: "
+                                + quote(text[line].as_py())))
+                break
+    refused = pa.array([line for line, _, _ in rejects], pa.int32())
+    return raw.filter(pc.invert(pc.is_in(raw["line_index"], value_set=refused))), rejects
 
 
 def _derive_or_reject(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:

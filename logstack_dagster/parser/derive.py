@@ -30,7 +30,7 @@ def derive_rows(raw: pa.Table) -> pa.Table:
     ip = _canonical_ips(client)
     method, target, protocol, request, malformed = _request_parts(raw)
     path, query = _split_target(target)
-    vhost, port = host_and_port(raw["vhost"], raw["port"])
+    vhost, port = _host_and_port(raw["vhost"], raw["port"])
     columns = {
         "line_index": raw["line_index"],
         "event_time": raw["event_time"],
@@ -143,7 +143,7 @@ def _split_target(target):
     return path, pc.replace_with_mask(query, has_query, pc.list_element(parts, 1))
 
 
-def host_and_port(vhost, port):
+def _host_and_port(vhost, port):
     """Split `host:port` values of `%v:%p` formats; an explicit port column wins."""
     vhost = _dash_null(vhost)
     glued = pc.fill_null(pc.match_substring_regex(vhost, r"^[^:]*:\d+$"), False)

@@ -8,10 +8,11 @@ reason found.
 import re
 
 from logstack_dagster.parser.formats import LogFormat
-from logstack_dagster.parser.patterns import lenient_literal, lenient_patterns
+from logstack_dagster.parser.patterns import SECOND_TIME, lenient_literal, lenient_patterns
 from logstack_dagster.parser.timefields import BadTimestamp, parse_time
 
 QUOTE_LIMIT = 120
+_SECOND_TIME = re.compile(SECOND_TIME)
 _TAIL_FIELD = re.compile(r'"((?:[^"\\]|\\.)*)"|([^\s"]+)')
 
 
@@ -69,6 +70,12 @@ class LenientParser:
                 row[name] = checked_field(name, value)
         if self.fmt.trailing:
             self._tail(row, groups[-1])
+        for name, value in row.items():
+            texts = value if name == "extra" else [value]
+            if name != "event_time" and any(isinstance(t, str) and _SECOND_TIME.search(t)
+                                            for t in texts):
+                raise Reject("glued_lines", f"the {name} field holds a second timestamp, two "
+                             f"lines run together: {quote(' '.join(texts))}")
         if "hostport" in row:
             row["vhost"] = row.pop("hostport")
         return row

@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 from logstack_dagster.parser.fastpath import cut_fields
 from logstack_dagster.parser.formats import LogFormat
 from logstack_dagster.parser.lenient import LenientParser, Reject
-from logstack_dagster.parser.patterns import strict_pattern
+from logstack_dagster.parser.patterns import SECOND_TIME, strict_pattern
 from logstack_dagster.parser.schema import RAW_SCHEMA
 from logstack_dagster.parser.timefields import clf_times, iso_times
 
@@ -23,15 +23,16 @@ def parse_text(text: pa.Array, keep: pa.Array, fmt: LogFormat) -> tuple[pa.Table
                      keep)
     all_strict = pc.all(strict).as_py()
     lines = text if all_strict else pc.filter(text, strict)
-    fast = _fast_rows(fmt, lines, pc.indices_nonzero(strict))
+    fast, glued = _fast_rows(fmt, lines, pc.indices_nonzero(strict))
 
-    # Lines the strict pattern refused, and strict lines whose time turned out unreal.
-    good_time = pc.is_valid(fast["event_time"])
+    # Lines the strict pattern refused, strict lines whose time turned out unreal, and those
+    # whose trailing fields hold a second line (the lenient path refuses them with reasons).
+    good = pc.and_(pc.is_valid(fast["event_time"]), pc.invert(glued))
     slow_index = [] if all_strict else pc.indices_nonzero(
         pc.and_(keep, pc.invert(strict))).to_pylist()
-    if fast.num_rows and not pc.all(good_time).as_py():
-        slow_index += pc.filter(fast["line_index"], pc.invert(good_time)).to_pylist()
-        fast = fast.filter(good_time)
+    if fast.num_rows and not pc.all(good).as_py():
+        slow_index += pc.filter(fast["line_index"], pc.invert(good)).to_pylist()
+        fast = fast.filter(good)
 
     rows, rejects = [], []
     parser = LenientParser(fmt)
@@ -44,9 +45,14 @@ def parse_text(text: pa.Array, keep: pa.Array, fmt: LogFormat) -> tuple[pa.Table
     return pa.concat_tables([fast, slow]), rejects
 
 
-def _fast_rows(fmt: LogFormat, lines: pa.Array, index: pa.Array) -> pa.Table:
+def _fast_rows(fmt: LogFormat, lines: pa.Array, index: pa.Array) -> tuple[pa.Table, pa.Array]:
+    """Raw rows of strictly valid lines, and which of them have a second timestamp in their
+    trailing fields (a space is all a lost newline leaves between two lines)."""
     values, tail = cut_fields(fmt, lines)
     n = len(lines)
+    glued = pa.nulls(n, pa.bool_()).fill_null(False)
+    if tail is not None and pc.max(pc.binary_length(tail)).as_py():
+        glued = pc.fill_null(pc.match_substring_regex(tail, SECOND_TIME), False)
     columns = {"line_index": pc.cast(index, pa.int32())}
     extras = []
     for i, token in enumerate(fmt.tokens):
@@ -67,7 +73,7 @@ def _fast_rows(fmt: LogFormat, lines: pa.Array, index: pa.Array) -> pa.Table:
     if xff is not None:
         columns["xff"] = xff
     arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in RAW_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA), glued
 
 
 def _extras(extras: list, tail, n: int, has_xff: bool):

@@ -132,6 +132,23 @@ def test_numbers_no_column_holds_are_refused_not_the_batch():
     assert result.rows["bytes_sent"].to_pylist() == [7]
 
 
+def test_two_lines_run_together_are_refused_not_read_as_one():
+    """A lost newline once made one row of two lines: the second line's time, request and
+    status under the first one's client, the rest in its user name or path."""
+    second = b'198.51.100.7 - - [11/Oct/2000:08:00:00 +0000] "POST /b HTTP/1.1" 404 99 "-" "ub"'
+    glued = [GOOD + second, GOOD + b" " + second, GOOD + b"\0\0" + second]
+    for fmt in ("combined", "common", None):
+        result = parse_lines([*glued, second], fmt)
+        assert _reasons(result) == {0: "glued_lines", 1: "glued_lines", 2: "glued_lines"}, fmt
+        assert result.rows["line_index"].to_pylist() == [3]
+        assert "second timestamp" in result.rejects["message"].to_pylist()[0]
+
+    # A time inside a quoted field is the field's own text, not a second line.
+    quoted = GOOD.replace(b'"ua"', b'"probe [10/Oct/2000:13:55:36 -0700]"')
+    assert parse_lines([quoted], "combined").rows["user_agent"].to_pylist() == [
+        "probe [10/Oct/2000:13:55:36 -0700]"]
+
+
 def test_a_row_that_fails_derivation_is_refused_alone():
     """The last guard: whatever value still fails a cast rejects its line, found by halving,
     and the rest of the batch is kept."""
