@@ -11,6 +11,7 @@ import argparse
 import itertools
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -52,11 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     except LogstackError as exc:
         print(f"logstack: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, UserError) else EXIT_FAILED
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        # Raised by the system it has both; raised by our code with a message, only that.
-        said = f"{exc.strerror.lower()}: {exc.filename}" if exc.strerror else str(exc)
+    except OSError as exc:
+        # A path that is missing, a folder, a file, unreadable (LOGSTACK_HOME under a file,
+        # say), or a disk that fails. Raised by the system it has both; raised by our code
+        # with a message, only that.
+        said = exc.strerror.lower() if exc.strerror else str(exc)
+        if exc.strerror and exc.filename is not None:
+            said += f": {exc.filename}"
         print(f"logstack: error: {said}", file=sys.stderr)
-        return EXIT_USAGE
+        mistakes = (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+                    PermissionError)
+        return EXIT_USAGE if isinstance(exc, mistakes) else EXIT_FAILED
 
 
 def _quiet_library_warnings() -> None:
@@ -255,8 +262,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
     if str(args.file) != "-":
         # The file first: a typo in its name is the likelier mistake, and the cheaper check.
-        with open(args.file, "rb"):
-            pass
+        _check_readable(args.file)
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
@@ -275,8 +281,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 def _load(args: argparse.Namespace, settings: Settings) -> int:
     from logstack_dagster.streaming.load import load_file
 
-    with open(args.file, "rb"):
-        pass
+    _check_readable(args.file)
     if args.format:
         _check_format(args.format)
     progress, interval = _progress_printer()
@@ -289,6 +294,14 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
           f"{summary['quarantined']:,} quarantined, {summary['files']} files")
     _warn_if_nothing_parsed(summary)
     return 0
+
+
+def _check_readable(path: Path) -> None:
+    """Fail now, naming `path`, when it cannot be read. A named pipe is not opened: the
+    writer's lines would go to this open, and the one that reads them would wait for ever."""
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        with open(path, "rb"):
+            pass
 
 
 def _warn_if_nothing_parsed(summary: dict) -> None:

@@ -155,6 +155,57 @@ def test_a_bad_dataflow_setting_is_named_before_anything_is_produced(
     assert topic_metadata(Cluster(broker_address, {}), tmp_path.name)[1] == 0
 
 
+@pytest.mark.parametrize("lake, named", [("s3://", "names no bucket"),
+                                         ("ftp://127.0.0.1/x", "ftp")])
+def test_load_refuses_a_lake_it_cannot_open_before_producing(tmp_path, broker_address, lake,
+                                                             named):
+    """Lines produced before the dataflow found the lake unusable stayed in the topic, and a
+    second `load` after fixing the setting counted them twice."""
+    log = tmp_path / "a.log"
+    log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n')
+    env = {"LOGSTACK_LAKE": lake, "KAFKA_BROKERS": broker_address, "KAFKA_TOPIC": tmp_path.name,
+           "LOGSTACK_HOME": str(tmp_path / "home")}
+    _one_line_error(_run("load", str(log), env=env), "cannot open the lake", named,
+                    "nothing was produced")
+    from logstack_dagster.ingest.topic import Cluster, topic_metadata
+
+    assert topic_metadata(Cluster(broker_address, {}), tmp_path.name)[1] == 0
+
+
+def test_a_named_pipe_is_read_once(tmp_path, broker_address):
+    """The file check opened the pipe too: the writer's lines went to that open, and
+    producing waited for ever on the second."""
+    import os
+    import threading
+
+    pipe = tmp_path / "lines"
+    os.mkfifo(pipe)
+    line = '127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n'
+    writer = threading.Thread(target=lambda: pipe.write_text(line * 3))
+    writer.start()
+    result = _run("produce", str(pipe), "--brokers", broker_address, "--topic", tmp_path.name,
+                  timeout=60)
+    writer.join(5)
+    assert result.returncode == 0, result.stderr
+    assert "produced 3 lines" in result.stdout
+
+
+def test_an_input_that_fails_mid_read_is_one_line(tmp_path, broker_address):
+    # Reading a process's own memory from address 0 fails with EIO on Linux.
+    env = {"KAFKA_BROKERS": broker_address, "KAFKA_TOPIC": tmp_path.name,
+           "LOGSTACK_HOME": str(tmp_path / "home")}
+    _one_line_error(_run("produce", "/proc/self/mem", env=env), "input/output error",
+                    "after line 0", "the 0 lines before were produced")
+    _one_line_error(_run("parse", "/proc/self/mem", env=env), "input/output error")
+
+
+def test_a_home_under_a_file_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    home = tmp_path / "file" / "home"
+    _one_line_error(_run("broker", "start", env={"LOGSTACK_HOME": str(home)}),
+                    "not a directory", str(home))
+
+
 def test_parse_prints_one_json_object_per_line(shared_data):
     path = shared_data / "odd-fields.log"
     result = _run("parse", str(path))

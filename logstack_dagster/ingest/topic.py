@@ -356,12 +356,18 @@ def produce(
     next_report = started + interval
     sent = read = 0
     lines = iter(lines)
-    too_long = None
+    too_long = unreadable = None
     # Ctrl-C stops at the next run of lines, then waits for what the client took. Known
     # limit: a run waits for SPREAD lines, so lines piped in slowly wait for their run.
     with DeferredInterrupt() as ctrl_c:
-        while (not too_long and not ctrl_c.asked
-               and (run := list(itertools.islice(lines, SPREAD)))):
+        while not too_long and not ctrl_c.asked:
+            try:
+                run = list(itertools.islice(lines, SPREAD))
+            except OSError as exc:  # a failing disk: what was read before it still counts
+                unreadable = exc
+                break
+            if not run:
+                break
             if max(map(len, run)) > RECORD_BYTES:
                 at = next(n for n, line in enumerate(run) if len(line) > RECORD_BYTES)
                 too_long = (sent + at + 1, len(run[at]))
@@ -402,6 +408,11 @@ def produce(
             f"line {number:,} is {size:,} bytes, over the {RECORD_BYTES:,} bytes one record "
             f"may hold; the {number - 1:,} lines before it were produced, it and the rest "
             "were not")
+    if unreadable and not failures and not left:
+        raise LogstackError(
+            f"reading the input failed after line {sent:,}: "
+            f"{(unreadable.strerror or str(unreadable)).lower()}; the {sent:,} lines before "
+            "were produced, the rest were not")
     if failures or left:
         reason = failures[0] if failures else f"{left} records still queued after 60 s"
         raise BrokerUnreachable(

@@ -54,20 +54,20 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     """
     check_layout(processes, workers)
     check_settings(settings, log_format)
+    # A lake the dataflow cannot write fails before a line is produced: produced lines
+    # are in the topic for good, and a second `load` after fixing the lake would add them
+    # again.
+    try:
+        lake = Lake.open(settings.lake)
+    except LakeError as exc:
+        raise LogstackError(f"{exc}; nothing was produced") from None
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
     partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
     # Before producing: once the new records pass the old end, nothing tells them apart.
-    # A lake that cannot be opened has no commits to compare; the dataflow says what is
-    # wrong with it, after the lines are safe in the topic.
-    try:
-        lake = Lake.open(settings.lake)
-    except LakeError:
-        pass
-    else:
-        cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
-        refuse_remade_topic(cluster, settings.topic, partitions,
-                            Manifest(lake, cluster_id, settings.topic))
+    cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
+    refuse_remade_topic(cluster, settings.topic, partitions,
+                        Manifest(lake, cluster_id, settings.topic))
 
     settings.home.mkdir(parents=True, exist_ok=True)
     until = settings.home / f"load-{uuid.uuid4().hex[:12]}.until.json"

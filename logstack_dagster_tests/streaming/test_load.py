@@ -72,17 +72,20 @@ def test_load_as_two_processes_matches_produce_then_flow(settings, tmp_path):
 def test_a_failed_dataflow_is_reported_after_producing(settings, tmp_path):
     log = tmp_path / "a.log"
     log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n' * 30)
-    blocked = tmp_path / "not-a-folder"
-    blocked.write_text("")
-    env_settings = replace(settings, lake_uri=str(blocked / "lake"))
+    # A lake that opens (a lake that does not is refused before producing: test_cli.py),
+    # but whose manifest folder is a file: the dataflow's first commit fails.
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "_manifest").write_text("")
+    env_settings = replace(settings, lake_uri=str(lake))
 
     result = _run(env_settings, "load", str(log))
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "logstack: error: produced 30 lines, but the dataflow failed (exit 1): cannot open the "
-        f"lake at {blocked / 'lake'}")
+        "logstack: error: produced 30 lines, but the dataflow failed (exit 1): writing to the "
+        f"lake at {lake} failed")
     assert "`logstack flow` ingests what is left" in result.stderr
     # The lines are in the topic all the same, for a later `logstack flow`.
     assert sum(topic.exact_end_offsets(topic.resolve_cluster(settings),
