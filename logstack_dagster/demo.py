@@ -26,6 +26,7 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
     from logstack_dagster.report.run import print_report, write_html
 
     if fresh:
+        _stop_left_broker(settings)
         for name in _DEMO_STATE:
             _remove(settings.home / name)
     elif (settings.home / "lake").exists():
@@ -37,6 +38,12 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
         log_file = log_file or _sample(settings, lines)
         with _step(f"creating topic {settings.topic!r} on {cluster.brokers}"):
             partitions = topic.ensure_topic(cluster, settings.topic, settings.partitions)
+            held = sum(topic.exact_end_offsets(cluster, settings.topic).values())
+            if held:
+                raise LogstackError(
+                    f"topic {settings.topic!r} on {cluster.brokers} already holds {held:,} "
+                    "records; the demo counts from an empty one: pass --fresh (it stops the "
+                    "embedded broker a killed demo left running) or set KAFKA_TOPIC elsewhere")
         with _step(f"producing {log_file}"):
             produced = topic.produce_file(cluster, settings.topic, log_file, partitions)
         _say(f"  {produced:,} lines in {partitions} partitions")
@@ -143,6 +150,19 @@ def _broker(settings: Settings):
         if already is None or not already.alive:
             broker.stop(settings.broker_dir)
             _say("stopped the embedded broker")
+
+
+def _stop_left_broker(settings: Settings) -> None:
+    """Stop the embedded broker of this home that a killed demo left running: its topic
+    holds that demo's lines, which this one would count again."""
+    from logstack_dagster.ingest import broker
+
+    if settings.brokers:
+        return
+    state = broker.read_state(settings.broker_dir)
+    if state is not None and state.alive:
+        broker.stop(settings.broker_dir)
+        _say(f"stopped the embedded broker left running on {state.address}")
 
 
 def _sample(settings: Settings, lines: int) -> Path:

@@ -206,6 +206,28 @@ def test_a_home_under_a_file_is_named(tmp_path):
                     "not a directory", str(home))
 
 
+def test_a_fresh_demo_after_a_killed_one_counts_from_an_empty_topic(tmp_path):
+    """A killed demo leaves its embedded broker running, its topic holding the lines: the
+    next demo produced them again and counted both."""
+    env = {"LOGSTACK_HOME": str(tmp_path / "home"), "KAFKA_BROKERS": "", "KAFKA_TOPIC": ""}
+    started = _run("broker", "start", env=env)
+    address = started.stdout.split(" on ")[1].split()[0]
+    try:
+        lines = '127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n' * 40
+        produced = _run("produce", "-", "--brokers", address, "--topic", "requests", stdin=lines)
+        assert produced.returncode == 0, produced.stderr
+
+        _one_line_error(_run("demo", "--lines", "2000", env=env),
+                        "already holds 40 records", "--fresh")
+
+        result = _run("demo", "--lines", "2000", "--fresh", env=env, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"stopped the embedded broker left running on {address}" in result.stdout
+        assert "Every line accounted for: 2,000 produced" in result.stdout
+    finally:
+        _run("broker", "stop", env=env)
+
+
 def test_parse_prints_one_json_object_per_line(shared_data):
     path = shared_data / "odd-fields.log"
     result = _run("parse", str(path))

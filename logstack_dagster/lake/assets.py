@@ -57,7 +57,10 @@ def ingest_topic(
         "KAFKA_TOPIC": kafka.topic,
         "LOGSTACK_LAKE": lake.uri,
     }
-    command = [sys.executable, "-m", "logstack_dagster.streaming.run", "--run-id", context.run_id]
+    # The dataflow ends with this process, however it ends: it would hold the topic's ingest
+    # lock, its run already reported failed.
+    command = [sys.executable, "-m", "logstack_dagster.streaming.run", "--run-id", context.run_id,
+               "--parent-pid", str(os.getpid())]
     invocation = pipes_subprocess_client.run(context=context, command=command, env=env)
     summaries = invocation.get_custom_messages()
     if not summaries:

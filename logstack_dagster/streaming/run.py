@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if args.parent_pid is not None:
-        # Started by `logstack load`: the dataflow must not outlive it.
+        # Started by `logstack load` or a Dagster run: the dataflow must not outlive it.
         from logstack_dagster.streaming.cluster import die_with_parent
 
         die_with_parent(args.parent_pid, signal.SIGTERM)
