@@ -541,10 +541,44 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _materialize(args: argparse.Namespace, settings: Settings) -> int:
-    from logstack_dagster.demo import materialize_lake
+    from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.manifest import Manifest
+    from logstack_dagster.materialize import (
+        HoursHeldBack,
+        JobFailed,
+        lake_hour_lines,
+        materialize_hours,
+        open_instance,
+    )
 
-    runs = materialize_lake(settings)
-    print(f"materialized the hourly metrics in {len(runs)} runs")
+    cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
+    lines = lake_hour_lines(list(
+        Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits()))
+    outcome = materialize_hours(open_instance(settings.dagster_home), settings, sorted(lines))
+
+    def skipped(hours) -> str:
+        count = sum(lines[h] for h in hours)
+        span = (f"{hours[0]:%Y-%m-%d %H:00}" if len(hours) == 1 else
+                f"{hours[0]:%Y-%m-%d %H:00} to {hours[-1]:%Y-%m-%d %H:00}")
+        return (f"{len(hours):,} hour{'s' if len(hours) != 1 else ''} "
+                f"({count:,} line{'s' if count != 1 else ''}, {span} UTC)")
+
+    if outcome.before_first:
+        print(f"logstack materialize: skipped {skipped(outcome.before_first)} before "
+              f"LOGSTACK_FIRST_HOUR ({settings.first_hour}), where the hourly partitions "
+              "begin; set it earlier to count them", file=sys.stderr)
+    if outcome.after_last:
+        print(f"logstack materialize: skipped {skipped(outcome.after_last)} from "
+              f"{outcome.partitions_end:%Y-%m-%d %H:00} UTC on: an hour is built once it has "
+              "ended", file=sys.stderr)
+    for held in outcome.held:
+        print(f"logstack materialize: held back {held.describe()}", file=sys.stderr)
+    print(f"materialized the hourly metrics in {len(outcome.run_ids)} runs")
+    if outcome.failures:
+        raise JobFailed(outcome.problem())
+    if outcome.held:
+        raise HoursHeldBack(outcome)
     return 0
 
 

@@ -1,7 +1,10 @@
 """Asset checks on the hourly metrics, partition by partition.
 
-Both are blocking: when one fails at error severity, the hour's other metric tables are
-not built in that run. Failures are also sent as alerts.
+Both are blocking: when one fails at error severity, the other metric tables are not
+built in that run. A run covers a stretch of hours and Dagster blocks all of it, so each
+check names the hours that failed in its `failed_hours` metadata (partition key: why);
+`logstack materialize` builds the other hours again without them (see materialize.py).
+Failures are also sent as alerts.
 """
 
 from dagster import (
@@ -14,7 +17,7 @@ from dagster_duckdb import DuckDBResource
 
 from logstack_dagster.alerts import AlertResource
 from logstack_dagster.lake.duck import hours_source, use_lake
-from logstack_dagster.lake.layout import QUARANTINE, ROWS
+from logstack_dagster.lake.layout import QUARANTINE, ROWS, hour_key
 from logstack_dagster.lake.resources import LakeResource
 from logstack_dagster.metrics.assets import DUCKDB_POOL
 from logstack_dagster.metrics.partitions import hourly_partitions
@@ -50,13 +53,18 @@ def parse_failure_share(context: AssetCheckExecutionContext, duckdb: DuckDBResou
     shares = [(q / (r + q) if r + q else 0.0, hour, q, r + q) for hour, r, q in hours]
     worst = max(shares, default=(0.0, window.start, 0, 0))
     share, hour, quarantined, lines = worst
+    failed = {hour_key(h): f"{s:.1%} of {n:,} lines failed to parse"
+              for s, h, _, n in shares if s > _settings.parse_failure_error}
     metadata = {
         "share": share, "hour": f"{hour:%Y-%m-%d %H:00}", "quarantined": quarantined,
         "lines": lines, "hours_checked": len(shares),
         "hours_over_warn": sum(1 for s in shares if s[0] > _settings.parse_failure_warn),
+        "failed_hours": failed,
     }
     if share > _settings.parse_failure_warn:
-        alerts.send(f"logstack: {share:.2%} of lines failed to parse", metadata)
+        # The hours by name stay in the check's metadata; the alert counts them.
+        alerts.send(f"logstack: {share:.2%} of lines failed to parse",
+                    {**metadata, "failed_hours": len(failed)})
     return AssetCheckResult(
         passed=share <= _settings.parse_failure_warn,
         severity=(AssetCheckSeverity.ERROR if share > _settings.parse_failure_error
@@ -89,16 +97,19 @@ def metric_totals_match_lake(context: AssetCheckExecutionContext, duckdb: DuckDB
             "WHERE hour >= $1 AND hour < $2", [window.start, window.end]).fetchall()}
         rows, quarantined = (_counts(conn, hours_source(opened, table, starts))
                              for table in (ROWS, QUARANTINE))
-    differences = []
+    failed = {}
     for key, start in zip(keys, starts, strict=True):
         lake_counts = (rows.get(start, 0), quarantined.get(start, 0))
         found = next((v for k, v in metric.items() if k == start), (0, 0))
         if tuple(found) != lake_counts:
-            differences.append(f"{key}: metric {found}, lake {lake_counts}")
+            failed[key] = f"metric {tuple(found)}, lake {lake_counts}"
+    differences = [f"{key}: {why}" for key, why in failed.items()]
 
-    metadata = {"hours_checked": len(keys), "differences": "\n".join(differences[:20]) or "none"}
+    metadata = {"hours_checked": len(keys), "differences": "\n".join(differences[:20]) or "none",
+                "failed_hours": failed}
     if differences:
-        alerts.send("logstack: hourly metrics differ from the lake", metadata)
+        alerts.send("logstack: hourly metrics differ from the lake",
+                    {**metadata, "failed_hours": len(failed)})
     return AssetCheckResult(passed=not differences, severity=AssetCheckSeverity.ERROR,
                             metadata=metadata)
 

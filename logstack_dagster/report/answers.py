@@ -29,6 +29,7 @@ from logstack_dagster.metrics.tables import (
     TRAFFIC,
 )
 from logstack_dagster.report.filters import ReportFilter
+from logstack_dagster.report.sources import LeftOut
 
 SOURCE_WORDS = {
     "metrics": "the hourly metric tables",
@@ -71,10 +72,12 @@ class Answers:
     bots: list[dict] | None = None
     audience: bool = False
     networks: dict | None = None
+    left_out: LeftOut = field(default_factory=LeftOut)
 
     def to_json(self) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "report_filter"}
         data["filter"] = self.report_filter.to_json()
+        data["left_out"] = self.left_out.to_json()
         return _jsonable(data)
 
 
@@ -98,32 +101,33 @@ def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
         hours=hours, first_hour=first, last_hour=last, requests=int(requests),
         quarantined=int(quarantined), bytes_sent=int(bytes_sent), source=source,
         report_filter=report_filter,
-        traffic=_records(conn, f"""
+        traffic=_records(conn, TRAFFIC.name, f"""
             SELECT hour, requests, quarantined, unique_ips, bytes_sent
             FROM {TRAFFIC.name} WHERE {where} ORDER BY hour
         """),
-        status_codes=_records(conn, f"""
+        status_codes=_records(conn, STATUS_CODES.name, f"""
             SELECT status_code, sum(requests)::BIGINT AS requests
             FROM {STATUS_CODES.name} WHERE {where}
             GROUP BY status_code ORDER BY requests DESC, status_code
         """),
-        status_by_hour=_records(conn, f"""
+        status_by_hour=_records(conn, STATUS_CODES.name, f"""
             SELECT hour, {status_class_sql('status_code')} AS status_class,
                    sum(requests)::BIGINT AS requests
             FROM {STATUS_CODES.name} WHERE {where}
             GROUP BY hour, status_class ORDER BY hour, status_class
         """),
-        # A lake ingested without enrichment (`--no-enrich`) has no country columns.
-        countries=_records(conn, f"""
+        # A lake ingested without enrichment (`--no-enrich`) has no country columns; a
+        # table missing for that reason or any other reads as empty (see `_records`).
+        countries=_records(conn, COUNTRIES.name, f"""
             SELECT country, any_value(country_name) AS country_name,
                    sum(requests)::BIGINT AS requests
             FROM {COUNTRIES.name} WHERE {where}
             GROUP BY country ORDER BY requests DESC, country LIMIT {top}
-        """) if _has_table(conn, COUNTRIES.name) else [],
+        """),
         top_paths=_summed(conn, TOP_PATHS.name, "path", where, top),
         top_referrers=_summed(conn, TOP_REFERRERS.name, "referrer", where, top),
         not_found_paths=_summed(conn, NOT_FOUND.name, "path", where, top),
-        offenders=_records(conn, f"""
+        offenders=_records(conn, OFFENDERS.name, f"""
             SELECT status_code, client, any_value(ip) AS ip, sum(requests)::BIGINT AS requests
             FROM {OFFENDERS.name} WHERE {where} GROUP BY status_code, client
             ORDER BY requests DESC, status_code, client LIMIT {top}
@@ -132,14 +136,14 @@ def starter_answers(conn: duckdb.DuckDBPyConnection, top: int = 20,
     if _has_table(conn, AUDIENCE.name):
         _split_audience(conn, answers, where)
     if _has_table(conn, TOP_BOTS.name):
-        answers.bots = _records(conn, f"""
+        answers.bots = _records(conn, TOP_BOTS.name, f"""
             SELECT coalesce(bot_name, 'unnamed') AS bot_name, bot_category,
                    sum(requests)::BIGINT AS requests
             FROM {TOP_BOTS.name} WHERE {where} GROUP BY ALL
             ORDER BY requests DESC, bot_name, bot_category LIMIT {top}
         """)
     if _has_table(conn, NETWORKS.name):
-        answers.networks = _records(conn, f"""
+        answers.networks = _records(conn, NETWORKS.name, f"""
             SELECT coalesce(sum(requests) FILTER (WHERE datacenter), 0)::BIGINT
                        AS datacenter_requests,
                    coalesce(sum(requests) FILTER (WHERE datacenter IS NOT NULL), 0)::BIGINT
@@ -184,13 +188,17 @@ def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def _summed(conn: duckdb.DuckDBPyConnection, table: str, column: str, where: str,
             top: int) -> list[dict]:
-    return _records(conn, f"""
+    return _records(conn, table, f"""
         SELECT {column}, sum(requests)::BIGINT AS requests FROM {table} WHERE {where}
         GROUP BY {column} ORDER BY requests DESC, {column} LIMIT {top}
     """)
 
 
-def _records(conn: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+def _records(conn: duckdb.DuckDBPyConnection, table: str, sql: str) -> list[dict]:
+    """The rows of `sql` as dicts; none when `table`, which it reads, does not exist (a
+    metric table not built yet: its asset never ran, or a check held its hours back)."""
+    if not _has_table(conn, table):
+        return []
     cursor = conn.execute(sql)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
@@ -211,12 +219,13 @@ def render_text(answers: Answers) -> str:
     where = answers.report_filter.describe()
     lines = [
         (f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
-         f"over {answers.hours} hours ({_hour(answers.first_hour)} to "
+         f"over {_plural(answers.hours, 'hour')} ({_hour(answers.first_hour)} to "
          f"{_hour(answers.last_hour)})"),
         f"Counted from {SOURCE_WORDS.get(answers.source, answers.source)}"
         + (f"; {where}." if where else "."),
         *(["Parse failures are not filtered by vhost or bot: unparsed lines have neither."]
           if answers.report_filter.needs_lake else []),
+        *left_out_lines(answers.left_out),
         "",
         *_traffic_section(answers),
         "",
@@ -254,6 +263,27 @@ def render_text(answers: Answers) -> str:
     if answers.networks is not None:
         lines += ["", _networks_line(answers.networks)]
     return "\n".join(lines)
+
+
+def left_out_lines(left_out: LeftOut) -> list[str]:
+    """One line for each kind of hour the report leaves out, none when it leaves none."""
+    lines = []
+    if left_out.hours:
+        lines.append(
+            f"Not counted: {_plural(left_out.hours, 'hour')} of the lake "
+            f"({_plural(left_out.lines, 'line')}) {'is' if left_out.hours == 1 else 'are'} "
+            "not in the metric tables yet: run "
+            "`logstack materialize`, or `--source lake` to count them now.")
+    if left_out.held_hours:
+        lines.append(
+            f"Counted in the hourly totals only: {_plural(left_out.held_hours, 'hour')} "
+            "whose other metric tables a failed check held back (see `logstack "
+            "materialize`).")
+    return lines
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'s' if count != 1 else ''}"
 
 
 def _networks_line(networks: dict) -> str:

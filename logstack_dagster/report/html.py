@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from html import escape
 
-from logstack_dagster.report.answers import SOURCE_WORDS, Answers
+from logstack_dagster.report.answers import SOURCE_WORDS, Answers, left_out_lines
 from logstack_dagster.report.charts import TIME, Chart, build_charts
 from logstack_dagster.report.svg import render_svg
 
@@ -51,6 +51,7 @@ def render_html(answers: Answers, generated: datetime | None = None) -> str:
         (f'<p class="sub">{escape(_span(answers))} · {escape(where)} · counted from '
          f"{escape(SOURCE_WORDS.get(answers.source, answers.source))} · generated "
          f"{generated.astimezone(UTC):%Y-%m-%d %H:%M} UTC</p>"),
+        *(f'<p class="note">{escape(line)}</p>' for line in left_out_lines(answers.left_out)),
         '<div class="figures">',
         *(f'<div class="figure"><b>{escape(value)}</b><span>{escape(label)}</span></div>'
           for value, label in figures),

@@ -28,7 +28,9 @@ def load_answers(settings: Settings, report_filter: ReportFilter | None = None,
     source = open_source(Lake.open(settings.lake), settings.duckdb_path,
                          report_filter or ReportFilter(), prefer)
     try:
-        return starter_answers(source.conn, top, source.report_filter, source=source.kind)
+        answers = starter_answers(source.conn, top, source.report_filter, source=source.kind)
+        answers.left_out = source.left_out
+        return answers
     finally:
         source.close()
 

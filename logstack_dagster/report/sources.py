@@ -5,9 +5,14 @@ so one set of queries answers both. The metric tables answer ranges of hours. A 
 humans/bots filter is beyond them: then the tables are rebuilt in memory from the lake,
 by running the metric tables' own per-hour SQL (`MetricTable.select`) over the filtered
 rows, for the very hours the metric tables hold. Without such a filter both sources
-therefore agree number for number. A table whose SQL needs columns the lake does not
-have yet (the user-agent ones, in a lake ingested before that enrichment) is left out,
-as it would be missing from the metric tables too.
+therefore agree number for number. `--source lake` instead counts every hour of the lake.
+A table whose SQL needs columns the lake does not have yet (the user-agent ones, in a
+lake ingested before that enrichment) is left out, as it would be missing from the metric
+tables too.
+
+Whenever the report covers only the metric tables' hours, the lake hours it leaves out
+(not materialized yet) and the hours a failed check held back are counted in `LeftOut`,
+for the report to say so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ import duckdb
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.duck import complete_files, connect, sql_list
 from logstack_dagster.lake.layout import LAST_HOUR, QUARANTINE, Lake, LakeError
-from logstack_dagster.metrics.tables import METRICS, TRAFFIC, MetricTable, ensure_table
+from logstack_dagster.metrics.tables import (
+    METRICS,
+    STATUS_CODES,
+    TRAFFIC,
+    MetricTable,
+    ensure_table,
+)
 from logstack_dagster.report.filters import HOUR, FilterError, ReportFilter, timestamp_sql
 
 log = logging.getLogger(__name__)
@@ -33,6 +44,26 @@ LAKE_SOURCE = "lake"
 AUDIENCE_COLUMNS = ("ua_class", "is_bot")
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """What the metric tables do not hold of the lake, within the report's filter.
+
+    `hours` and `lines` (rows and quarantined lines): lake hours absent from
+    `hourly_traffic`. `held_hours`: hours in `hourly_traffic` whose other tables a
+    failed blocking check held back.
+    """
+
+    hours: int = 0
+    lines: int = 0
+    held_hours: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.hours or self.held_hours)
+
+    def to_json(self) -> dict:
+        return {"hours": self.hours, "lines": self.lines, "held_hours": self.held_hours}
+
+
 @dataclass
 class Source:
     """An open DuckDB session holding the metric tables a report reads, and what it is."""
@@ -40,6 +71,7 @@ class Source:
     conn: duckdb.DuckDBPyConnection
     kind: str
     report_filter: ReportFilter
+    left_out: LeftOut = LeftOut()
 
     def close(self) -> None:
         self.conn.close()
@@ -61,16 +93,25 @@ def open_source(lake: Lake, metrics_db: Path | None, report_filter: ReportFilter
         if kind == METRICS_SOURCE and report_filter.needs_lake:
             raise FilterError("the metric tables cannot answer --vhost, --humans or --bots; "
                               "leave out --source to read the lake")
-        if kind == METRICS_SOURCE:
-            return Source(conn, kind, report_filter)
         _file_quarantine(conn, lake)
-        hours = _report_hours(conn, report_filter, have_metrics)
+        if kind == METRICS_SOURCE:
+            return Source(conn, kind, report_filter,
+                          _left_out(conn, report_filter, _metric_hours(conn, report_filter),
+                                    held=True))
+        # `--source lake` counts every lake hour; a filter the metric tables cannot
+        # answer keeps to their hours, so that both sources agree on what they share.
+        every_hour = prefer == LAKE_SOURCE or not have_metrics
+        lake_lines = _lake_hours(conn, report_filter)
+        hours = sorted(lake_lines) if every_hour else _metric_hours(conn, report_filter)
+        left_out = (LeftOut() if every_hour
+                    else _left_out(conn, report_filter, hours, lake_lines))
     except BaseException:
         conn.close()
         raise
 
     conn.close()
-    return Source(_lake_metrics(lake, report_filter, hours), LAKE_SOURCE, report_filter)
+    return Source(_lake_metrics(lake, report_filter, hours), LAKE_SOURCE, report_filter,
+                  left_out)
 
 
 def lake_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
@@ -102,20 +143,50 @@ def _check_filter(conn: duckdb.DuckDBPyConnection, report_filter: ReportFilter) 
                           f"(vhosts seen: {listed})")
 
 
-def _report_hours(conn: duckdb.DuckDBPyConnection, report_filter: ReportFilter,
-                  have_metrics: bool) -> list[datetime]:
-    """The hours the report covers: those the metric tables hold when there are any, so the
-    lake answers for the same hours; else every hour of the lake with rows or failures."""
-    if have_metrics:
-        sql = f"SELECT hour FROM {TRAFFIC.name} WHERE {report_filter.hour_sql()} ORDER BY 1"
-    else:
-        sql = f"""
-            SELECT DISTINCT hour FROM (
-                SELECT date_trunc('hour', event_time) AS hour FROM requests
-                UNION ALL SELECT hour FROM report_quarantine_filed)
-            WHERE {report_filter.hour_sql()} ORDER BY 1
-        """
-    return [hour for (hour,) in conn.execute(sql).fetchall()]
+def _metric_hours(conn: duckdb.DuckDBPyConnection,
+                  report_filter: ReportFilter) -> list[datetime]:
+    """The hours `hourly_traffic` holds within `report_filter`."""
+    return [hour for (hour,) in conn.execute(
+        f"SELECT hour FROM {TRAFFIC.name} WHERE {report_filter.hour_sql()} ORDER BY 1"
+    ).fetchall()]
+
+
+def _lake_hours(conn: duckdb.DuckDBPyConnection,
+                report_filter: ReportFilter) -> dict[datetime, int]:
+    """Every hour of the lake with rows or failures that pass `report_filter`, with their
+    number of lines (rows and quarantined lines).
+
+    Reads the event time of every row in range: a column scan, the one cost the report
+    adds to the metric tables' answer to find the hours they do not hold.
+    """
+    return dict(conn.execute(f"""
+        SELECT hour, sum(n)::BIGINT FROM (
+            SELECT date_trunc('hour', event_time) AS hour, count(*) AS n FROM requests
+            WHERE {report_filter.rows_sql()} GROUP BY 1
+            UNION ALL SELECT hour, count(*) FROM report_quarantine_filed
+            WHERE hour IS NOT NULL AND {report_filter.hour_sql()} GROUP BY 1)
+        GROUP BY 1
+    """).fetchall())
+
+
+def _left_out(conn: duckdb.DuckDBPyConnection, report_filter: ReportFilter,
+              hours: list[datetime], lake: dict[datetime, int] | None = None, *,
+              held: bool = False) -> LeftOut:
+    """What the report leaves out when it covers `hours` only: the lake hours outside
+    them, and with `held`, the hours among them that a failed check held back."""
+    lake = _lake_hours(conn, report_filter) if lake is None else lake
+    covered = set(hours)
+    missing = [lines for hour, lines in lake.items() if hour not in covered]
+    held_hours = 0
+    if held:
+        # Every hour with requests has a status-code row once built; only a blocked run
+        # leaves hourly_traffic alone with them.
+        built = (f"AND NOT EXISTS (SELECT 1 FROM {STATUS_CODES.name} AS s "
+                 "WHERE s.hour = t.hour)" if has_table(conn, STATUS_CODES.name) else "")
+        held_hours = conn.execute(
+            f"SELECT count(*) FROM {TRAFFIC.name} AS t WHERE requests > 0 "
+            f"AND {report_filter.hour_sql('t.hour')} {built}").fetchone()[0]
+    return LeftOut(hours=len(missing), lines=sum(missing), held_hours=held_hours)
 
 
 def _file_quarantine(conn: duckdb.DuckDBPyConnection, lake: Lake) -> None:
