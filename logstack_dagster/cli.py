@@ -18,6 +18,7 @@ from pathlib import Path
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.flags import seconds as _seconds
 from logstack_dagster.settings import Settings, load_settings, topic_name_problem
+from logstack_dagster.words import plural
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -291,7 +292,7 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
     summary = loaded.summary
     print(f"produced {loaded.produced:,} lines to {settings.topic!r}; ingested "
           f"{summary['records']:,} records: {summary['rows']:,} rows, "
-          f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+          f"{summary['quarantined']:,} quarantined, {plural(summary['files'], 'file')}")
     _warn_if_nothing_parsed(summary)
     return 0
 
@@ -349,7 +350,7 @@ def _flow(args: argparse.Namespace, settings: Settings) -> int:
         print(f"logstack: error: {exc}", file=sys.stderr)
         return exc.code
     print(f"ingested {summary['records']:,} records: {summary['rows']:,} rows, "
-          f"{summary['quarantined']:,} quarantined, {summary['files']} files")
+          f"{summary['quarantined']:,} quarantined, {plural(summary['files'], 'file')}")
     _warn_if_nothing_parsed(summary)
     return 0
 
@@ -385,7 +386,7 @@ def _requeue(args: argparse.Namespace, settings: Settings) -> int:
 
             runs = run_metrics(open_instance(settings.dagster_home), settings,
                                sorted(result.hours))
-            print(f"rebuilt the metrics of those hours in {len(runs)} runs")
+            print(f"rebuilt the metrics of those hours in {plural(len(runs), 'run')}")
     return 0
 
 
@@ -561,8 +562,7 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
         count = sum(lines[h] for h in hours)
         span = (f"{hours[0]:%Y-%m-%d %H:00}" if len(hours) == 1 else
                 f"{hours[0]:%Y-%m-%d %H:00} to {hours[-1]:%Y-%m-%d %H:00}")
-        return (f"{len(hours):,} hour{'s' if len(hours) != 1 else ''} "
-                f"({count:,} line{'s' if count != 1 else ''}, {span} UTC)")
+        return f"{plural(len(hours), 'hour')} ({plural(count, 'line')}, {span} UTC)"
 
     if outcome.before_first:
         print(f"logstack materialize: skipped {skipped(outcome.before_first)} before "
@@ -574,7 +574,7 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
               "ended", file=sys.stderr)
     for held in outcome.held:
         print(f"logstack materialize: held back {held.describe()}", file=sys.stderr)
-    print(f"materialized the hourly metrics in {len(outcome.run_ids)} runs")
+    print(f"materialized the hourly metrics in {plural(len(outcome.run_ids), 'run')}")
     if outcome.failures:
         raise JobFailed(outcome.problem())
     if outcome.held:

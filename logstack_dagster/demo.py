@@ -14,6 +14,7 @@ from pathlib import Path
 
 from logstack_dagster.errors import LogstackError
 from logstack_dagster.settings import Settings
+from logstack_dagster.words import plural
 
 # What `--fresh` removes from LOGSTACK_HOME: everything a demo run leaves behind.
 _DEMO_STATE = ("lake", "recovery", "dagster", "metrics.duckdb", "metrics.duckdb.wal", "sample")
@@ -52,10 +53,11 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
         with _step("ingesting through Dagster (ingest_job runs the Bytewax dataflow)"):
             ingested = run_ingest(instance, settings)
         _say(f"  {ingested['records']:,} records: {ingested['rows']:,} rows, "
-             f"{ingested['quarantined']:,} quarantined, {ingested['files']} Parquet files")
+             f"{ingested['quarantined']:,} quarantined, "
+             f"{plural(ingested['files'], 'Parquet file')}")
         with _step("materializing the hourly metrics through Dagster"):
             runs = materialize_lake(settings, instance)
-        _say(f"  {len(runs)} run{'s' if len(runs) != 1 else ''} of hourly_metrics_job")
+        _say(f"  {plural(len(runs), 'run')} of hourly_metrics_job")
 
         _say("")
         answers = print_report(settings, as_json=False, top=10, whois_timeout=2.0)
@@ -102,7 +104,7 @@ def _account(settings: Settings, produced: int) -> int:
 
 def _summary(settings: Settings, answers, produced: int, report: Path) -> None:
     """The last lines of the demo: what was counted, and where to look next."""
-    hours = f"{answers.hours} hour{'s' if answers.hours != 1 else ''}"
+    hours = plural(answers.hours, 'hour')
     span = ""
     if answers.first_hour is not None and answers.last_hour is not None:
         span = (f" ({answers.first_hour:%Y-%m-%d %H:00} to "

@@ -18,6 +18,7 @@ from logstack_dagster.errors import LogstackError
 from logstack_dagster.lake.layout import hour_key
 from logstack_dagster.lake.manifest import Commit
 from logstack_dagster.settings import Settings
+from logstack_dagster.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class MetricsOutcome:
             return self.failures[0] + more
         if self.held:
             checks = ", ".join(sorted({h.check for h in self.held}))
-            return (f"{_hours(len(self.held))} held back by a failing blocking check "
+            return (f"{plural(len(self.held), 'hour')} held back by a failing blocking check "
                     f"({checks}): only hourly_traffic was built for "
                     f"{'it' if len(self.held) == 1 else 'them'}")
         return ""
@@ -216,7 +217,3 @@ def _failure(result) -> str:
             error = event.step_failure_data.error
             return error.message.strip() if error else "step failed"
     return "see the run's log in the Dagster UI"
-
-
-def _hours(n: int) -> str:
-    return f"{n:,} hour{'s' if n != 1 else ''}"

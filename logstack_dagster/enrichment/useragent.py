@@ -186,9 +186,9 @@ BOTS: tuple[Bot, ...] = tuple(
         (r"Pinterestbot", "Pinterestbot", UNKNOWN_BOT),
         (r"redditbot", "redditbot", UNKNOWN_BOT),
         # HTTP libraries and command-line clients: scripts, feeds, tests, scrapers.
-        (r"^curl/", "curl", LIBRARY),
-        (r"^Wget/", "Wget", LIBRARY),
-        (r"python-requests/", "python-requests", LIBRARY),
+        (r"^curl(?:/|$)", "curl", LIBRARY),
+        (r"^Wget(?:/|$)", "Wget", LIBRARY),
+        (r"python-requests(?:/|$)", "python-requests", LIBRARY),
         (r"python-httpx/", "httpx", LIBRARY),
         (r"aiohttp/", "aiohttp", LIBRARY),
         (r"^Python-urllib/|^Python/[0-9.]+ urllib", "Python urllib", LIBRARY),

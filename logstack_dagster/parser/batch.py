@@ -57,7 +57,8 @@ def parse_lines(
     rows, unfit = _derive_or_reject(raw, text)
     if not _ascending(rows["line_index"]):
         rows = rows.sort_by("line_index")
-    result = ParseResult(rows=rows, rejects=rejects_table(rejects + more + beyond + oversized + unfit),
+    refused = rejects + more + beyond + oversized + unfit
+    result = ParseResult(rows=rows, rejects=rejects_table(refused),
                          format_name=chosen.name, log_format=chosen)
     _check_accounted(result, len(text))
     return result

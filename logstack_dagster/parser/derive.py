@@ -83,9 +83,13 @@ def _canonical_ips(client):
 @functools.lru_cache(maxsize=1 << 16)
 def _canonical_ip(text: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(text.strip("[]")))
+        address = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
         return None
+    # Python 3.11 writes a mapped IPv4 address in hex (`::ffff:102:304`); RFC 5952 keeps
+    # the dotted quad, as servers log it.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return f"::ffff:{mapped}" if mapped is not None else str(address)
 
 
 def _request_parts(raw: dict):

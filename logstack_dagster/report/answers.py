@@ -30,6 +30,7 @@ from logstack_dagster.metrics.tables import (
 )
 from logstack_dagster.report.filters import ReportFilter
 from logstack_dagster.report.sources import LeftOut
+from logstack_dagster.words import plural
 
 SOURCE_WORDS = {
     "metrics": "the hourly metric tables",
@@ -219,7 +220,7 @@ def render_text(answers: Answers) -> str:
     where = answers.report_filter.describe()
     lines = [
         (f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
-         f"over {_plural(answers.hours, 'hour')} ({_hour(answers.first_hour)} to "
+         f"over {plural(answers.hours, 'hour')} ({_hour(answers.first_hour)} to "
          f"{_hour(answers.last_hour)})"),
         f"Counted from {SOURCE_WORDS.get(answers.source, answers.source)}"
         + (f"; {where}." if where else "."),
@@ -270,20 +271,16 @@ def left_out_lines(left_out: LeftOut) -> list[str]:
     lines = []
     if left_out.hours:
         lines.append(
-            f"Not counted: {_plural(left_out.hours, 'hour')} of the lake "
-            f"({_plural(left_out.lines, 'line')}) {'is' if left_out.hours == 1 else 'are'} "
+            f"Not counted: {plural(left_out.hours, 'hour')} of the lake "
+            f"({plural(left_out.lines, 'line')}) {'is' if left_out.hours == 1 else 'are'} "
             "not in the metric tables yet: run "
             "`logstack materialize`, or `--source lake` to count them now.")
     if left_out.held_hours:
         lines.append(
-            f"Counted in the hourly totals only: {_plural(left_out.held_hours, 'hour')} "
+            f"Counted in the hourly totals only: {plural(left_out.held_hours, 'hour')} "
             "whose other metric tables a failed check held back (see `logstack "
             "materialize`).")
     return lines
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'s' if count != 1 else ''}"
 
 
 def _networks_line(networks: dict) -> str:

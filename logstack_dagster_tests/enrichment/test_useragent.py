@@ -87,6 +87,10 @@ def enrich(agents: UserAgentEnricher, values: list[str | None]) -> list[dict]:
         (UPTIMEROBOT, "UptimeRobot", "monitor"),
         (CURL, "curl", "library"),
         (PYTHON_REQUESTS, "python-requests", "library"),
+        # Without a version, as scripts set them by hand: once filed as two bots.
+        ("curl", "curl", "library"),
+        ("Wget", "Wget", "library"),
+        ("python-requests", "python-requests", "library"),
         (UNLISTED_CRAWLER, "Quuxbot", "unknown_bot"),
     ],
 )

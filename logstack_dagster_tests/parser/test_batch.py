@@ -149,6 +149,13 @@ def test_two_lines_run_together_are_refused_not_read_as_one():
         "probe [10/Oct/2000:13:55:36 -0700]"]
 
 
+def test_a_mapped_ipv4_address_keeps_its_dotted_quad():
+    lines = [GOOD.replace(b"192.0.2.1", client)
+             for client in (b"::ffff:192.0.2.1", b"[::FFFF:192.0.2.1]", b"2001:DB8::1")]
+    rows = parse_lines(lines, "combined").rows
+    assert rows["ip"].to_pylist() == ["::ffff:192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1"]
+
+
 def test_a_row_that_fails_derivation_is_refused_alone():
     """The last guard: whatever value still fails a cast rejects its line, found by halving,
     and the rest of the batch is kept."""
