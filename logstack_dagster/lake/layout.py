@@ -7,6 +7,7 @@
     <root>/_staging/<batch>.json       on object storage: files being written, not committed
     <root>/_compaction/<pass>.json     merges of small files under way (see `compact.py`)
     <root>/_locks/compact.lock         on a local disk: one compaction at a time
+    <root>/_locks/<cluster>/<topic>.ingest.lock   on a local disk: one dataflow per topic
 
 Hours are UTC. A row's hour is its event time. A quarantined line has no trusted time of
 its own: it goes to the hour of the nearest line that parsed in the same batch (lines of

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -207,8 +207,12 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     refuse_remade_topic(cluster, settings.topic, partitions, manifest)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
-    lock_path = settings.home / "locks" / cluster_id / f"{settings.topic}.ingest.lock"
-    with _exclusive(lock_path, recovery, options.total_workers) as lock:
+    lock_name = f"{settings.topic}.ingest.lock"
+    lock_paths = [settings.home / "locks" / cluster_id / lock_name]
+    if manifest.lake.local:
+        # Two homes on this machine can share a local lake: they meet there too.
+        lock_paths.append(Path(manifest.lake.path("_locks", cluster_id, lock_name)))
+    with _exclusive(lock_paths, recovery, options.total_workers) as locks:
         log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.processes,
                  options.workers, run_id)
@@ -236,7 +240,7 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
                                             partitions) for i in range(options.processes)]
                 try:
                     run_members(commands, {**member_env(), **_settings_env(settings, cluster)},
-                                keep_fds=[lock.fileno()])
+                                keep_fds=[lock.fileno() for lock in locks])
                     break
                 except MemberFailed as exc:
                     if exc.code != EXIT_CLUSTER_LINK or attempt == CLUSTER_ATTEMPTS:
@@ -534,23 +538,28 @@ def _watch_broker(cluster: Cluster, timeout: float, parent_pid: int | None = Non
 
 
 @contextmanager
-def _exclusive(lock_path: Path, recovery: Path, workers: int) -> Iterator[IO[str]]:
-    """Hold the ingest lock of a topic and yield the lock file; make its recovery store on
-    first use, with a partition for each of at least `workers` workers in all.
+def _exclusive(lock_paths: list[Path], recovery: Path, workers: int) -> Iterator[list[IO[str]]]:
+    """Hold the ingest locks of a topic (the home's, and a local lake's) and yield the lock
+    files; make its recovery store on first use, with a partition for each of at least
+    `workers` workers in all.
 
     The lock is not in the recovery folder: deleting that folder under a running dataflow
     let a second one in beside it, and both wrote the same records.
     """
     from bytewax.recovery import init_db_dir
 
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     recovery.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IngestBusy(f"another dataflow is ingesting this topic (lock {lock_path})"
-                             ) from None
+    with ExitStack() as held:
+        locks = []
+        for lock_path in lock_paths:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(open(lock_path, "w"))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IngestBusy(f"another dataflow is ingesting this topic (lock {lock_path})"
+                                 ) from None
+            locks.append(lock)
         store = recovery / "db"
         if not store.exists():
             store.mkdir()
@@ -560,7 +569,7 @@ def _exclusive(lock_path: Path, recovery: Path, workers: int) -> Iterator[IO[str
             raise LogstackError(
                 f"the recovery store at {store} was made for {made} workers, fewer than the "
                 f"{workers} asked for (processes x workers); run with at most {made}")
-        yield lock
+        yield locks
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -284,6 +284,41 @@ def test_a_second_dataflow_of_the_topic_is_refused_even_with_the_recovery_store_
     assert _counted(settings) == (produced, produced)
 
 
+def test_two_homes_sharing_a_local_lake_take_turns(settings, cluster, tmp_path):
+    """Each home held only its own lock: two dataflows of one topic wrote one lake at once,
+    and both summaries claimed the same records."""
+    from dataclasses import replace
+
+    from logstack_dagster.sample.generate import write_log
+
+    log = tmp_path / "sample.log"
+    write_log(log, 2_000, seed=12)
+    topic.ensure_topic(cluster, settings.topic, 2)
+    produced = topic.produce_file(cluster, settings.topic, log, 2)
+    other = replace(settings, home=tmp_path / "other-home", lake_uri=settings.lake)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "logstack_dagster.streaming.run", "--follow",
+         "--epoch-seconds", "0.5"],
+        env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        for line in follower.stderr:
+            if "detected the" in line:
+                break
+        assert follower.poll() is None
+
+        second = _flow(other)
+
+        assert second.returncode == 1, second.stderr
+        assert "another dataflow is ingesting this topic" in second.stderr
+        assert "_locks" in second.stderr
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=60)
+    assert _flow(other).returncode == 0
+    assert _counted(settings) == (produced, produced)
+
+
 def _counted(settings) -> tuple[int, int]:
     """Records in the lake, as rows and quarantined lines, and distinct ones among them."""
     conn = duckdb.connect()
