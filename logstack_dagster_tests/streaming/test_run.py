@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import duckdb
 import pytest
@@ -247,26 +248,10 @@ def test_a_second_dataflow_of_the_topic_is_refused_even_with_the_recovery_store_
     """The lock lived in the recovery folder: deleting that folder under a running
     dataflow let a second one in beside it, and 700 records became 1,339 rows."""
     import shutil
-    import time
 
-    from logstack_dagster.sample.generate import write_log
-
-    log = tmp_path / "sample.log"
-    write_log(log, 2_000, seed=11)
-    topic.ensure_topic(cluster, settings.topic, 2)
-    produced = topic.produce_file(cluster, settings.topic, log, 2)
+    produced = _sample_topic(settings, cluster, tmp_path, seed=11)
     # It goes on: SQLite writes on into the files it holds open.
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "logstack_dagster.streaming.run", "--follow",
-         "--epoch-seconds", "0.5"],
-        env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    try:
-        # Reading: it has opened its store, and holds the lock.
-        for line in follower.stderr:
-            if "detected the" in line:
-                break
-        assert follower.poll() is None
+    with _following(settings) as follower:
         # Out of the way at once (the run writes journal files there), then deleted.
         settings.recovery_dir.rename(tmp_path / "gone")
         shutil.rmtree(tmp_path / "gone", ignore_errors=True)
@@ -277,9 +262,6 @@ def test_a_second_dataflow_of_the_topic_is_refused_even_with_the_recovery_store_
         assert "another dataflow is ingesting this topic" in second.stderr
         assert "Traceback" not in second.stderr
         assert follower.poll() is None
-    finally:
-        follower.terminate()
-        follower.communicate(timeout=60)
     assert _flow(settings).returncode == 0
     assert _counted(settings) == (produced, produced)
 
@@ -289,13 +271,32 @@ def test_two_homes_sharing_a_local_lake_take_turns(settings, cluster, tmp_path):
     and both summaries claimed the same records."""
     from dataclasses import replace
 
+    produced = _sample_topic(settings, cluster, tmp_path, seed=12)
+    other = replace(settings, home=tmp_path / "other-home", lake_uri=settings.lake)
+    with _following(settings):
+        second = _flow(other)
+
+        assert second.returncode == 1, second.stderr
+        assert "another dataflow is ingesting this topic" in second.stderr
+        assert "_locks" in second.stderr
+    assert _flow(other).returncode == 0
+    assert _counted(settings) == (produced, produced)
+
+
+def _sample_topic(settings, cluster, tmp_path, seed: int) -> int:
+    """A topic of 2 partitions holding a generated log of 2,000 lines; the lines produced."""
     from logstack_dagster.sample.generate import write_log
 
     log = tmp_path / "sample.log"
-    write_log(log, 2_000, seed=12)
+    write_log(log, 2_000, seed=seed)
     topic.ensure_topic(cluster, settings.topic, 2)
-    produced = topic.produce_file(cluster, settings.topic, log, 2)
-    other = replace(settings, home=tmp_path / "other-home", lake_uri=settings.lake)
+    return topic.produce_file(cluster, settings.topic, log, 2)
+
+
+@contextmanager
+def _following(settings):
+    """A dataflow following the topic, once it is reading (it has opened its recovery
+    store and holds the lock); stopped on the way out."""
     follower = subprocess.Popen(
         [sys.executable, "-m", "logstack_dagster.streaming.run", "--follow",
          "--epoch-seconds", "0.5"],
@@ -306,17 +307,10 @@ def test_two_homes_sharing_a_local_lake_take_turns(settings, cluster, tmp_path):
             if "detected the" in line:
                 break
         assert follower.poll() is None
-
-        second = _flow(other)
-
-        assert second.returncode == 1, second.stderr
-        assert "another dataflow is ingesting this topic" in second.stderr
-        assert "_locks" in second.stderr
+        yield follower
     finally:
         follower.terminate()
         follower.communicate(timeout=60)
-    assert _flow(other).returncode == 0
-    assert _counted(settings) == (produced, produced)
 
 
 def _counted(settings) -> tuple[int, int]:
