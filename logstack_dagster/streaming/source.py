@@ -95,8 +95,8 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
     Batches are cut by count, not by how much one poll returned: `batch_size` records
     each, the last one short. The same records then always make the same batches, so the
     format detected from a partition's first batch, and with it the output, does not
-    depend on timing or on how many processes and workers run. Following the topic, a
-    batch is also handed on when a poll brings nothing more.
+    depend on timing or on how many processes and workers run. Following the topic
+    without `until`, a batch is also handed on when a poll brings nothing more.
     """
 
     def __init__(self, config: dict, topic: str, partition: int, start: int, batch_size: int,
@@ -162,7 +162,12 @@ class TopicPartitionReader(StatefulSourcePartition[RawBatch, int]):
                 here = TopicPartition(self.topic, self.partition)
                 reached = max(reached, self.consumer.position([here])[0].offset)
             self.at_end = end is not None and reached >= end
-        if not offsets or not (full or idle or self.at_end):
+        # Following a topic, what came is handed on when a poll brings nothing more. Loading
+        # a file (with `until`) it is not: a producer that pauses would cut batches where a
+        # reading run does not, and a line's neighbours (the hour of a quarantined line),
+        # even a partition's detected format, would depend on timing.
+        short = idle and self.until is None
+        if not offsets or not (full or short or self.at_end):
             if idle and not offsets and time.monotonic() - self.ticked >= IDLE_TICK:
                 self.ticked = time.monotonic()
                 return [RawBatch(self.topic, self.partition, [], [], [])]

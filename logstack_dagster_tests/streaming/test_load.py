@@ -69,6 +69,42 @@ def test_load_as_two_processes_matches_produce_then_flow(settings, tmp_path):
     assert (rows, quarantined, distinct) == _lake_counts(separate)
 
 
+def test_a_producer_that_pauses_cuts_no_batch(settings, tmp_path):
+    """The dataflow of a load handed on what it had whenever a poll came back empty, so a
+    pause in the input cut a batch where `logstack flow` does not: a line that did not
+    parse at the start of the next batch took the hour of the line after it, not before."""
+    import os
+    import threading
+    import time
+
+    early = LINE.replace(b"22/Jan/2019:03:56:14", b"22/Jan/2019:10:00:00")
+    late = LINE.replace(b"22/Jan/2019:03:56:14", b"22/Jan/2019:12:00:00")
+    pipe = tmp_path / "lines"
+    os.mkfifo(pipe)
+
+    def write() -> None:
+        with open(pipe, "wb") as out:
+            # Runs of 1,000 lines: the producer sends a run once it has it whole.
+            out.write(b"".join(early % (i % 250) + b"\n" for i in range(1_000)))
+            out.flush()
+            time.sleep(3)  # the dataflow polls the topic empty, many times
+            out.write(b"not a log line\n" + b"".join(late % (i % 250) + b"\n"
+                                                     for i in range(999)))
+
+    single = replace(settings, partitions=1)
+    writer = threading.Thread(target=write)
+    writer.start()
+    loaded = _run(single, "load", str(pipe))
+    writer.join(10)
+
+    assert loaded.returncode == 0, loaded.stderr
+    hour, = duckdb.connect().execute(
+        f"SELECT DISTINCT hour(neighbour_time) FROM read_parquet('"
+        f"{Lake.open(settings.lake).glob('quarantine')}')").fetchone()
+    assert hour == 6  # the line before it: 10:00 at +0330 is 06:30 UTC (after it: 08:30)
+    assert _lake_counts(single) == (1_999, 1, 2_000)
+
+
 def test_a_failed_dataflow_is_reported_after_producing(settings, tmp_path):
     log = tmp_path / "a.log"
     log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n' * 30)
