@@ -156,16 +156,19 @@ def test_a_bad_dataflow_setting_is_named_before_anything_is_produced(
 
 
 @pytest.mark.parametrize("lake, named", [("s3://", "names no bucket"),
-                                         ("ftp://127.0.0.1/x", "ftp")])
+                                         ("ftp://127.0.0.1/x", "ftp"),
+                                         ("a-file", "not writable")])
 def test_load_refuses_a_lake_it_cannot_open_before_producing(tmp_path, broker_address, lake,
                                                              named):
     """Lines produced before the dataflow found the lake unusable stayed in the topic, and a
     second `load` after fixing the setting counted them twice."""
     log = tmp_path / "a.log"
     log.write_text('127.0.0.1 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 2\n')
+    if lake == "a-file":  # a path that opens, where no folder can be made
+        lake = str(log)
     env = {"LOGSTACK_LAKE": lake, "KAFKA_BROKERS": broker_address, "KAFKA_TOPIC": tmp_path.name,
            "LOGSTACK_HOME": str(tmp_path / "home")}
-    _one_line_error(_run("load", str(log), env=env), "cannot open the lake", named,
+    _one_line_error(_run("load", str(log), env=env), "the lake at", named,
                     "nothing was produced")
     from logstack_dagster.ingest.topic import Cluster, topic_metadata
 

@@ -15,7 +15,7 @@ from logstack_dagster.parser.jsonlines import parse_json
 from logstack_dagster.parser.lenient import quote
 from logstack_dagster.parser.lines import format_free_rejects, to_text
 from logstack_dagster.parser.presets import resolve_format
-from logstack_dagster.parser.schema import ParseResult, rejects_table
+from logstack_dagster.parser.schema import PARSED_SCHEMA, ParseResult, rejects_table
 from logstack_dagster.parser.textparse import parse_text
 from logstack_dagster.parser.timefields import UTC_US
 from logstack_dagster.parser.w3c import parse_w3c
@@ -43,7 +43,20 @@ def parse_lines(
         chosen = detect_in_text(text)
     else:
         chosen = resolve_format(fmt)
+    try:
+        result = _parse_text_as(text, chosen, max_line_bytes)
+    except (AssertionError, KeyboardInterrupt):
+        raise
+    except Exception:
+        # A line the parser has no answer for fails its batch, and the batch would fail
+        # again on every run: the partition could never be read past it. Such lines are
+        # found by halving and quarantined with the error; the others parse as usual.
+        result = _parse_apart(text, chosen, max_line_bytes)
+    _check_accounted(result, len(text))
+    return result
 
+
+def _parse_text_as(text: pa.Array, chosen: LogFormat, max_line_bytes: int) -> ParseResult:
     keep, rejects = format_free_rejects(text, max_line_bytes)
     if chosen.kind == W3C:
         raw, more = parse_w3c(text, keep, chosen)
@@ -58,10 +71,43 @@ def parse_lines(
     if not _ascending(rows["line_index"]):
         rows = rows.sort_by("line_index")
     refused = rejects + more + beyond + oversized + unfit
-    result = ParseResult(rows=rows, rejects=rejects_table(refused),
-                         format_name=chosen.name, log_format=chosen)
-    _check_accounted(result, len(text))
-    return result
+    return ParseResult(rows=rows, rejects=rejects_table(refused),
+                       format_name=chosen.name, log_format=chosen)
+
+
+def _parse_apart(text: pa.Array, chosen: LogFormat, max_line_bytes: int,
+                 start: int = 0) -> ParseResult:
+    """`_parse_text_as` on halves of `text` until the lines that fail it are alone; those
+    are rejected as `parser_error` with what failed. Line positions count from `start`."""
+    try:
+        part = _parse_text_as(text, chosen, max_line_bytes)
+    except (AssertionError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if len(text) == 1:
+            line = text[0].as_py() or ""
+            return ParseResult(
+                rows=PARSED_SCHEMA.empty_table(),
+                rejects=rejects_table([(start, "parser_error", f"the parser failed on this "
+                                        f"line ({type(exc).__name__}: {exc}): {quote(line)}")]),
+                format_name=chosen.name, log_format=chosen)
+        half = len(text) // 2
+        first = _parse_apart(text.slice(0, half), chosen, max_line_bytes, start)
+        second = _parse_apart(text.slice(half), chosen, max_line_bytes, start + half)
+        return ParseResult(rows=pa.concat_tables([first.rows, second.rows]),
+                           rejects=pa.concat_tables([first.rejects, second.rejects]),
+                           format_name=chosen.name, log_format=chosen)
+    if start:
+        part = ParseResult(rows=_shifted(part.rows, start), rejects=_shifted(part.rejects, start),
+                           format_name=chosen.name, log_format=chosen)
+    return part
+
+
+def _shifted(table: pa.Table, start: int) -> pa.Table:
+    """`table` with `start` added to its line positions."""
+    index = table.schema.get_field_index("line_index")
+    moved = pc.add(table.column(index), pa.scalar(start, pa.int32()))
+    return table.set_column(index, table.schema.field(index), moved)
 
 
 # The instants Python's datetime holds, which the lake's hour folders and its readers use:

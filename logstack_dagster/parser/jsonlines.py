@@ -27,8 +27,10 @@ def parse_json(text: pa.Array, keep: pa.Array, fmt: LogFormat) -> tuple[pa.Table
 def _row(index: int, line: str, fmt: LogFormat) -> dict:
     try:
         record = json.loads(line)
-    except ValueError as exc:
-        raise Reject("bad_json", f"line is not JSON ({exc.msg}): {quote(line)}") from None
+    except (ValueError, RecursionError) as exc:
+        # JSONDecodeError has `msg`; a number of over 4,300 digits is a plain ValueError.
+        why = getattr(exc, "msg", None) or type(exc).__name__
+        raise Reject("bad_json", f"line is not JSON ({why}): {quote(line)}") from None
     if not isinstance(record, dict):
         raise Reject("bad_json", f"line is JSON but not an object: {quote(line)}")
 

@@ -29,7 +29,10 @@ from logstack_dagster.settings import Settings
 from logstack_dagster.streaming.run import (
     EXIT_BATCH_FAILED,
     check_layout,
+    check_not_ingesting,
     check_settings,
+    check_writable,
+    ingest_lock_paths,
     refuse_remade_topic,
 )
 from logstack_dagster.streaming.source import write_until
@@ -59,7 +62,8 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     # again.
     try:
         lake = Lake.open(settings.lake)
-    except LakeError as exc:
+        check_writable(settings.lake)
+    except (LakeError, LogstackError) as exc:
         raise LogstackError(f"{exc}; nothing was produced") from None
     cluster = topic.resolve_cluster(settings)
     topic.wait_reachable(cluster)
@@ -68,6 +72,12 @@ def load_file(settings: Settings, path: Path, *, processes: int = 1, workers: in
     cluster_id = topic.topic_metadata(cluster, settings.topic)[0]
     refuse_remade_topic(cluster, settings.topic, partitions,
                         Manifest(lake, cluster_id, settings.topic))
+    # A dataflow already reading the topic would take these lines in, and this load
+    # would fail after producing them: a second try would produce them again.
+    try:
+        check_not_ingesting(ingest_lock_paths(settings, cluster_id, lake))
+    except LogstackError as exc:
+        raise LogstackError(f"{exc}; nothing was produced") from None
 
     settings.home.mkdir(parents=True, exist_ok=True)
     until = settings.home / f"load-{uuid.uuid4().hex[:12]}.until.json"

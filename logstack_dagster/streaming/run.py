@@ -207,11 +207,7 @@ def run_flow(settings: Settings, options: FlowOptions) -> dict[str, object]:
     refuse_remade_topic(cluster, settings.topic, partitions, manifest)
     run_id = options.run_id or uuid.uuid4().hex
     recovery = settings.recovery_dir / cluster_id / settings.topic
-    lock_name = f"{settings.topic}.ingest.lock"
-    lock_paths = [settings.home / "locks" / cluster_id / lock_name]
-    if manifest.lake.local:
-        # Two homes on this machine can share a local lake: they meet there too.
-        lock_paths.append(Path(manifest.lake.path("_locks", cluster_id, lock_name)))
+    lock_paths = ingest_lock_paths(settings, cluster_id, manifest.lake)
     with _exclusive(lock_paths, recovery, options.total_workers) as locks:
         log.info("reading %s from %s (%d partitions, %d processes of %d workers, run %s)",
                  settings.topic, cluster.brokers, partitions, options.processes,
@@ -535,6 +531,30 @@ def _watch_broker(cluster: Cluster, timeout: float, parent_pid: int | None = Non
                         cluster.brokers, down, timeout)
 
     threading.Thread(target=watch, name="broker-watchdog", daemon=True).start()
+
+
+def ingest_lock_paths(settings: Settings, cluster_id: str, lake: Lake) -> list[Path]:
+    """The lock files a dataflow of the topic holds: its home's and, since two homes on
+    this machine can share a local lake, the lake's."""
+    name = f"{settings.topic}.ingest.lock"
+    paths = [settings.home / "locks" / cluster_id / name]
+    if lake.local:
+        paths.append(Path(lake.path("_locks", cluster_id, name)))
+    return paths
+
+
+def check_not_ingesting(paths: list[Path]) -> None:
+    """Raise IngestBusy when a dataflow holds one of the ingest locks `paths` now."""
+    for path in paths:
+        if not path.exists():
+            continue
+        with open(path, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IngestBusy(f"another dataflow is ingesting this topic (lock {path})"
+                                 ) from None
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager

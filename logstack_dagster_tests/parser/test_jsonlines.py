@@ -39,3 +39,18 @@ def test_json_lines_are_detected_and_mapped():
         "Go-http-client",
     )
     assert result.rejects["reason"].to_pylist() == ["bad_json", "bad_json"]
+
+
+def test_json_no_column_can_hold_is_refused_alone():
+    """Each of these failed its whole batch, and every later run on its partition."""
+    huge = NGINX.replace(b'"body_bytes_sent":"12"', b'"body_bytes_sent":1' + b"0" * 4_300)
+    deep = (b'{"time_iso8601":"2024-05-01T12:00:00+02:00","x":' + b"[" * 30_000
+            + b"]" * 30_000 + b"}")
+    surrogate = NGINX.replace(b'"curl/8.0 \\"q\\""', b'"\\ud800"')
+    result = parse_lines([NGINX, huge, deep, surrogate, NGINX], "json")
+
+    reasons = dict(zip(result.rejects["line_index"].to_pylist(),
+                       result.rejects["reason"].to_pylist()))
+    assert reasons == {1: "bad_json", 2: "bad_json", 3: "parser_error"}
+    assert result.rows["line_index"].to_pylist() == [0, 4]
+    assert "surrogates not allowed" in result.rejects["message"].to_pylist()[2]

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -203,7 +204,6 @@ def test_ctrl_c_stops_a_following_flow_in_one_line_and_the_next_run_goes_on(sett
     import signal
     import threading
     import time
-    from pathlib import Path
 
     first, more = tmp_path / "first.log", tmp_path / "more.log"
     for path, start in ((first, 0), (more, 500)):
@@ -281,6 +281,22 @@ def test_two_homes_sharing_a_local_lake_take_turns(settings, cluster, tmp_path):
         assert "_locks" in second.stderr
     assert _flow(other).returncode == 0
     assert _counted(settings) == (produced, produced)
+
+
+def test_a_load_into_a_topic_being_read_is_refused_before_producing(settings, cluster,
+                                                                     tmp_path):
+    """It produced its lines and then found the lock taken: a second try produced them
+    again."""
+    produced = _sample_topic(settings, cluster, tmp_path, seed=13)
+    with _following(settings):
+        loaded = subprocess.run(
+            [str(Path(sys.executable).parent / "logstack"), "load", str(tmp_path / "sample.log")],
+            env=settings_env(settings), capture_output=True, text=True, timeout=120)
+
+        assert loaded.returncode == 1, loaded.stderr
+        assert "another dataflow is ingesting this topic" in loaded.stderr
+        assert "nothing was produced" in loaded.stderr
+    assert sum(topic.exact_end_offsets(cluster, settings.topic).values()) == produced
 
 
 def _sample_topic(settings, cluster, tmp_path, seed: int) -> int:
