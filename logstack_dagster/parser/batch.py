@@ -133,11 +133,17 @@ def _beyond_datetime(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
 _PORT_OVER = r"(?:\d{6,}|6553[6-9]|655[4-9]\d|65[6-9]\d\d|6[6-9]\d{3}|[7-9]\d{4})"
 
 
+# No response is 8 PiB, and with every count at most this, an hour's sum stays in a BIGINT
+# unless it has over a thousand of them (the metric tables failed on one of 2**63 - 1).
+MAX_BYTES = 2**53
+
+
 def _beyond_integers(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
-    """`raw` without the rows whose byte count or port is past what its column (and TCP)
-    holds, and rejects for those: such a number is garbage, and would fail the cast of its
-    whole batch. Only rows whose numbers look too large are looked at one by one."""
-    suspect = pc.greater(pc.binary_length(raw["bytes"]), 18)
+    """`raw` without the rows whose byte count is past MAX_BYTES or port past 65535, and
+    rejects for those: such a number is garbage, and one past what its column holds would
+    fail the cast of its whole batch. Only rows whose numbers look too large are looked at
+    one by one."""
+    suspect = pc.greater(pc.binary_length(raw["bytes"]), len(str(MAX_BYTES)) - 1)
     for column, pattern in (("port", f"^{_PORT_OVER}$"), ("vhost", f":{_PORT_OVER}$")):
         if raw[column].null_count < raw.num_rows:
             suspect = pc.or_kleene(suspect, pc.match_substring_regex(raw[column], pattern))
@@ -148,7 +154,7 @@ def _beyond_integers(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
     for row in raw.filter(suspect).select(["line_index", "bytes", "vhost", "port"]).to_pylist():
         glued = re.fullmatch(r"[^:]*:(\d+)", row["vhost"] or "")
         port = row["port"] or (glued[1] if glued else None)
-        for value, limit, reason, what in ((row["bytes"], 2**63 - 1, "bad_bytes", "byte count"),
+        for value, limit, reason, what in ((row["bytes"], MAX_BYTES, "bad_bytes", "byte count"),
                                            (port, 65535, "bad_port", "port")):
             if value and value.isdigit() and int(value) > limit:
                 line = row["line_index"]

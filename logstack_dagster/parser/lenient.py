@@ -8,11 +8,19 @@ reason found.
 import re
 
 from logstack_dagster.parser.formats import LogFormat
-from logstack_dagster.parser.patterns import SECOND_TIME, lenient_literal, lenient_patterns
+from logstack_dagster.parser.patterns import (
+    SECOND_TIME,
+    is_quoted,
+    lenient_literal,
+    lenient_patterns,
+)
 from logstack_dagster.parser.timefields import BadTimestamp, parse_time
 
 QUOTE_LIMIT = 120
 _SECOND_TIME = re.compile(SECOND_TIME)
+# In a quoted field a time is the field's own text (a user agent may hold one), unless the
+# field also holds a quote the line did not escape: where one line ended or the next began.
+_BARE_QUOTE = re.compile(r'(?<!\\)"')
 _TAIL_FIELD = re.compile(r'"((?:[^"\\]|\\.)*)"|([^\s"]+)')
 
 
@@ -38,6 +46,7 @@ class LenientParser:
         self.fmt = fmt
         self.patterns = lenient_patterns(fmt)
         self.names = [t.name for t in fmt.tokens if t.name]
+        self.quoted = [is_quoted(fmt.tokens, i) for i, t in enumerate(fmt.tokens) if t.name]
         self.prefix = _time_prefix(fmt)
 
     def parse(self, index: int, line: str) -> dict:
@@ -60,7 +69,9 @@ class LenientParser:
 
     def _row(self, index: int, groups: tuple) -> dict:
         row = {"line_index": index, "extra": [], "tz_missing": False, "line_truncated": False}
-        for name, value in zip(self.names, groups):
+        for name, value, quoted in zip(self.names, groups, self.quoted):
+            if _SECOND_TIME.search(value) and (not quoted or _BARE_QUOTE.search(value)):
+                raise _glued(name, value)
             value = value.replace('\\"', '"')
             if name == "extra":
                 row["extra"].append(value)
@@ -70,12 +81,6 @@ class LenientParser:
                 row[name] = checked_field(name, value)
         if self.fmt.trailing:
             self._tail(row, groups[-1])
-        for name, value in row.items():
-            texts = value if name == "extra" else [value]
-            if name != "event_time" and any(isinstance(t, str) and _SECOND_TIME.search(t)
-                                            for t in texts):
-                raise Reject("glued_lines", f"the {name} field holds a second timestamp, two "
-                             f"lines run together: {quote(' '.join(texts))}")
         if "hostport" in row:
             row["vhost"] = row.pop("hostport")
         return row
@@ -90,6 +95,8 @@ class LenientParser:
     def _tail(self, row: dict, tail: str) -> None:
         for n, m in enumerate(_TAIL_FIELD.finditer(tail or "")):
             quoted, bare = m.groups()
+            if bare is not None and _SECOND_TIME.search(bare):
+                raise _glued("trailing", tail)
             if n == 0 and quoted is not None and "xff" not in row:
                 row["xff"] = quoted.replace('\\"', '"')
             else:
@@ -103,6 +110,11 @@ class LenientParser:
                 f"line ends right after its timestamp, the rest is missing: {quote(line)}",
             )
         return Reject("no_match", f"line does not fit format {self.fmt.name!r}: {quote(line)}")
+
+
+def _glued(name: str, value: str) -> Reject:
+    return Reject("glued_lines", f"the {name} field holds a second timestamp, two lines "
+                  f"run together: {quote(value)}")
 
 
 def checked_field(name: str, value: str) -> str:

@@ -24,9 +24,11 @@ STRICT_FIELD = {
 }
 STRICT_TRAILING = r'(?: (?:"' + STRICT_QUOTED + r'"|[^\s"]+))*'
 
-# The opening of a logged time, CLF or ISO: found again inside a field of a parsed line, it
-# is the next line's, run into this one when a newline was lost.
-SECOND_TIME = r"\[(?:\d{1,2}/[A-Za-z]{3}/\d{4}:|\d{4}-\d{2}-\d{2}T)\d{2}:\d{2}"
+# The opening of a logged time (CLF or ISO in brackets, or ISO with its zone): found again
+# inside a field of a parsed line, it is the next line's, run into this one when a newline
+# was lost.
+SECOND_TIME = (r"\[(?:\d{1,2}/[A-Za-z]{3}/\d{4}:|\d{4}-\d{2}-\d{2}T)\d{2}:\d{2}"
+               r"|\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})")
 
 LENIENT_QUOTED = r'(?:[^"\\]|\\.)*'
 LENIENT_FIELD = {

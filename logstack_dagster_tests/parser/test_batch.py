@@ -108,16 +108,18 @@ def test_numbers_no_column_holds_are_refused_not_the_batch():
     lines = [
         GOOD.replace(b" 2326 ", b" 99999999999999999999999 "),
         GOOD.replace(b" 2326 ", b" 9223372036854775808 "),  # 2**63
-        GOOD.replace(b" 2326 ", b" 9223372036854775807 "),  # 2**63 - 1: kept
+        GOOD.replace(b" 2326 ", b" 9007199254740993 "),  # 2**53 + 1: refused (MAX_BYTES)
+        GOOD.replace(b" 2326 ", b" 9007199254740992 "),  # 2**53: kept
         GOOD.replace(b" 2326 ", b" 00000000000000000000000000042 "),  # kept: 42
         GOOD.replace(b" 2326 ", " \u0661\u0662 ".encode()),  # Arabic-Indic digits
         GOOD.replace(b" 200 ", " \u0662\u0660\u0660 ".encode()),
         GOOD,
     ]
     result = parse_lines(lines, "combined")
-    assert _reasons(result) == {0: "bad_bytes", 1: "bad_bytes", 4: "bad_bytes", 5: "bad_status"}
-    assert "over 9,223,372,036,854,775,807" in result.rejects["message"].to_pylist()[0]
-    assert result.rows["bytes_sent"].to_pylist() == [2**63 - 1, 42, 2326]
+    assert _reasons(result) == {0: "bad_bytes", 1: "bad_bytes", 2: "bad_bytes",
+                                5: "bad_bytes", 6: "bad_status"}
+    assert "over 9,007,199,254,740,992" in result.rejects["message"].to_pylist()[0]
+    assert result.rows["bytes_sent"].to_pylist() == [2**53, 42, 2326]
 
     result = parse_lines([vhost % b"99999999999999999999999", vhost % b"65536",
                           vhost % b"65535"], "vhost_combined")
@@ -143,10 +145,19 @@ def test_two_lines_run_together_are_refused_not_read_as_one():
         assert result.rows["line_index"].to_pylist() == [3]
         assert "second timestamp" in result.rejects["message"].to_pylist()[0]
 
-    # A time inside a quoted field is the field's own text, not a second line.
-    quoted = GOOD.replace(b'"ua"', b'"probe [10/Oct/2000:13:55:36 -0700]"')
-    assert parse_lines([quoted], "combined").rows["user_agent"].to_pylist() == [
-        "probe [10/Oct/2000:13:55:36 -0700]"]
+    # Formats whose time is ISO, unbracketed, and a first line cut inside its request.
+    iso = b'192.0.2.1 - - 2000-10-10T13:55:36+00:00 "GET /a HTTP/1.1" 200 5 "-" "ua"'
+    result = parse_lines([iso + iso.replace(b"/a", b"/b"), iso], "combined_iso")
+    assert _reasons(result) == {0: "glued_lines"}
+    result = parse_lines([GOOD.split(b" HTTP/1.0")[0] + second], "combined")
+    assert _reasons(result) == {0: "glued_lines"}
+
+    # A time inside a quoted field is the field's own text, not a second line, escaped
+    # quotes (which send a line through the slow path) or not.
+    agents = [b"probe [10/Oct/2000:13:55:36 -0700]", b'probe \\"x\\" [10/Oct/2000:13:55:36 -0700]']
+    quoted = [GOOD.replace(b'"ua"', b'"' + agent + b'"') for agent in agents]
+    assert parse_lines(quoted, "combined").rows["user_agent"].to_pylist() == [
+        "probe [10/Oct/2000:13:55:36 -0700]", 'probe "x" [10/Oct/2000:13:55:36 -0700]']
 
 
 def test_a_mapped_ipv4_address_keeps_its_dotted_quad():
