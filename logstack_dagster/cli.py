@@ -531,6 +531,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
                                      audience=args.audience)
     except FilterError as exc:
         raise UserError(str(exc)) from None
+    import duckdb
+
     try:
         print_report(settings, as_json=args.json, top=args.top,
                      whois_timeout=args.whois_timeout, report_filter=report_filter,
@@ -538,6 +540,11 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
                      owners=not args.no_owners)
     except FilterError as exc:
         raise UserError(str(exc)) from None
+    except duckdb.Error as exc:
+        # A query the lake's rows break (a value no metric column holds, say) is named in
+        # one line with what DuckDB said, and where to look.
+        raise LogstackError(f"the report's query of {settings.lake} failed: "
+                            f"{str(exc).splitlines()[0]}") from None
     return 0
 
 

@@ -110,3 +110,17 @@ def test_every_hour_built_leaves_nothing_out(lake_settings):
 
     assert not answers.left_out
     assert answers.hours == 2 and answers.first_hour == HOUR_A
+
+
+def test_a_query_the_tables_break_is_one_line(copied):
+    """A metric table the report cannot read (here: one without its counts) is named in
+    one line, not a traceback."""
+    _sql(copied, "DROP TABLE hourly_status_codes",
+         "CREATE TABLE hourly_status_codes (hour TIMESTAMPTZ, status_code INTEGER)")
+
+    result = _report(copied, copied.lake)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the report's query of" in lines[0], lines
