@@ -550,7 +550,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 def _materialize(args: argparse.Namespace, settings: Settings) -> int:
     from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
-    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.layout import Lake, shown_hour
     from logstack_dagster.lake.manifest import Manifest
     from logstack_dagster.materialize import (
         HoursHeldBack,
@@ -567,8 +567,8 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
 
     def skipped(hours) -> str:
         count = sum(lines[h] for h in hours)
-        span = (f"{hours[0]:%Y-%m-%d %H:00}" if len(hours) == 1 else
-                f"{hours[0]:%Y-%m-%d %H:00} to {hours[-1]:%Y-%m-%d %H:00}")
+        span = (shown_hour(hours[0]) if len(hours) == 1 else
+                f"{shown_hour(hours[0])} to {shown_hour(hours[-1])}")
         return f"{plural(len(hours), 'hour')} ({plural(count, 'line')}, {span} UTC)"
 
     if outcome.before_first:
@@ -577,7 +577,7 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
               "begin; set it earlier to count them", file=sys.stderr)
     if outcome.after_last:
         print(f"logstack materialize: skipped {skipped(outcome.after_last)} from "
-              f"{outcome.partitions_end:%Y-%m-%d %H:00} UTC on: an hour is built once it has "
+              f"{shown_hour(outcome.partitions_end)} UTC on: an hour is built once it has "
               "ended", file=sys.stderr)
     for held in outcome.held:
         print(f"logstack materialize: held back {held.describe()}", file=sys.stderr)

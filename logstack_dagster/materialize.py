@@ -15,7 +15,7 @@ from pathlib import Path
 from dagster import AssetCheckSeverity, DagsterInstance
 
 from logstack_dagster.errors import LogstackError
-from logstack_dagster.lake.layout import hour_key
+from logstack_dagster.lake.layout import hour_key, shown_hour
 from logstack_dagster.lake.manifest import Commit
 from logstack_dagster.settings import Settings
 from logstack_dagster.words import plural
@@ -67,7 +67,7 @@ class HeldHour:
     reason: str
 
     def describe(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H:00} UTC: {self.reason} (check {self.check})"
+        return f"{shown_hour(self.hour)} UTC: {self.reason} (check {self.check})"
 
 
 @dataclass

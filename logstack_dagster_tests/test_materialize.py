@@ -97,7 +97,7 @@ def test_hours_outside_the_partitions_are_skipped_and_named(settings, cluster):
     assert any("skipped 1 hour (2 lines, 2262-10-10 10:00 UTC) from " in line
                and "an hour is built once it has ended" in line for line in said), said
     # Three good consecutive hours: one run, not one per hour.
-    assert result.stdout.strip() == "materialized the hourly metrics in 1 runs"
+    assert result.stdout.strip() == "materialized the hourly metrics in 1 run"
     assert _built_hours(settings, "hourly_top_paths") == [
         _utc(2019, 1, 22, h) for h in range(5, 8)]
 

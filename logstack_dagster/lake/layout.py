@@ -238,6 +238,12 @@ def hour_key(hour: datetime) -> str:
     return f"{hour.year:04d}-{hour:%m-%d-%H}:00"
 
 
+def shown_hour(hour: datetime) -> str:
+    """An hour as messages show it (`YYYY-MM-DD HH:00`, UTC; four-digit years)."""
+    hour = hour.astimezone(timezone.utc)
+    return f"{hour.year:04d}-{hour:%m-%d %H}:00"
+
+
 def iso_hour(hour: datetime) -> str:
     """An hour as the manifest lists it (`YYYY-MM-DDTHH:00:00Z`, UTC)."""
     hour = hour.astimezone(timezone.utc)

@@ -127,8 +127,8 @@ def checked_field(name: str, value: str) -> str:
         raise Reject("bad_status", f"status {quote(value)} is not a 3-digit code or '-'")
     if name == "bytes" and not (value == "-" or digits):
         raise Reject("bad_bytes", f"byte count {quote(value)} is not a number or '-'")
-    if name == "port" and not digits:
-        raise Reject("bad_port", f"port {quote(value)} is not a number")
+    if name == "port" and not (value == "-" or digits):
+        raise Reject("bad_port", f"port {quote(value)} is not a number or '-'")
     return value
 
 

@@ -219,7 +219,8 @@ def render_text(answers: Answers) -> str:
     """The answers as plain-text tables for a terminal."""
     where = answers.report_filter.describe()
     lines = [
-        (f"{answers.requests:,} requests and {answers.quarantined:,} quarantined lines "
+        (f"{plural(answers.requests, 'request')} and "
+         f"{plural(answers.quarantined, 'quarantined line')} "
          f"over {plural(answers.hours, 'hour')} ({_hour(answers.first_hour)} to "
          f"{_hour(answers.last_hour)})"),
         f"Counted from {SOURCE_WORDS.get(answers.source, answers.source)}"

@@ -49,3 +49,10 @@ def test_the_detected_header_is_returned_for_later_batches():
 
     assert first.log_format.w3c_fields[-1] == "time-taken"
     assert later.rows["status_code"].to_pylist() == [404]
+
+
+def test_a_port_not_logged_is_null_not_a_refusal():
+    unlogged = W3C_LOG[3].replace(b" 443 ", b" - ")
+    result = parse_lines([*W3C_LOG[:2], unlogged])
+    assert result.rows["server_port"].to_pylist() == [None]
+    assert result.rows["path"].to_pylist() == ["/missing"]
