@@ -67,10 +67,10 @@ def _parse_text_as(text: pa.Array, chosen: LogFormat, max_line_bytes: int) -> Pa
 
     raw, beyond = _beyond_datetime(raw, text)
     raw, oversized = _beyond_integers(raw, text)
-    rows, unfit = _derive_or_reject(raw, text)
+    rows = derive_rows(raw)
     if not _ascending(rows["line_index"]):
         rows = rows.sort_by("line_index")
-    refused = rejects + more + beyond + oversized + unfit
+    refused = rejects + more + beyond + oversized
     return ParseResult(rows=rows, rejects=rejects_table(refused),
                        format_name=chosen.name, log_format=chosen)
 
@@ -163,23 +163,6 @@ def _beyond_integers(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
                 break
     refused = pa.array([line for line, _, _ in rejects], pa.int32())
     return raw.filter(pc.invert(pc.is_in(raw["line_index"], value_set=refused))), rejects
-
-
-def _derive_or_reject(raw: pa.Table, text: pa.Array) -> tuple[pa.Table, list]:
-    """`derive_rows`, except that a row with a value no column can hold is rejected rather
-    than failing the batch: a batch that always fails would stop its partition for good.
-    The failing rows are found by halving, so a batch pays only when it has one."""
-    try:
-        return derive_rows(raw), []
-    except pa.ArrowInvalid as exc:
-        if raw.num_rows == 1:
-            i = raw["line_index"][0].as_py()
-            return derive_rows(raw.slice(0, 0)), [
-                (i, "bad_value", f"{exc}: {quote(text[i].as_py())}")]
-    half = raw.num_rows // 2
-    first, first_rejects = _derive_or_reject(raw.slice(0, half), text)
-    second, second_rejects = _derive_or_reject(raw.slice(half), text)
-    return pa.concat_tables([first, second]), first_rejects + second_rejects
 
 
 def _ascending(index: pa.ChunkedArray) -> bool:

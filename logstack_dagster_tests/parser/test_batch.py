@@ -1,10 +1,6 @@
 """parse_lines on awkward batches: the accounting promise and each kind of reject."""
 
-import pyarrow as pa
-
 from logstack_dagster.parser import PARSED_SCHEMA, REJECT_SCHEMA, parse_lines
-from logstack_dagster.parser.batch import _derive_or_reject
-from logstack_dagster.parser.schema import RAW_SCHEMA
 
 GOOD = b'192.0.2.1 - - [10/Oct/2000:13:55:36 -0700] "GET /a?b=1 HTTP/1.0" 200 2326 "-" "ua"'
 
@@ -165,20 +161,6 @@ def test_a_mapped_ipv4_address_keeps_its_dotted_quad():
              for client in (b"::ffff:192.0.2.1", b"[::FFFF:192.0.2.1]", b"2001:DB8::1")]
     rows = parse_lines(lines, "combined").rows
     assert rows["ip"].to_pylist() == ["::ffff:192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1"]
-
-
-def test_a_row_that_fails_derivation_is_refused_alone():
-    """The last guard: whatever value still fails a cast rejects its line, found by halving,
-    and the rest of the batch is kept."""
-    text = pa.array([f"line {i}" for i in range(9)])
-    raw = pa.Table.from_pylist(
-        [{"line_index": i, "client": "192.0.2.1", "status": "200",
-          "bytes": "12x" if i in (2, 7) else str(i), "extra": []} for i in range(9)],
-        schema=RAW_SCHEMA)
-    rows, rejects = _derive_or_reject(raw, text)
-    assert rows["line_index"].to_pylist() == [0, 1, 3, 4, 5, 6, 8]
-    assert [(i, reason) for i, reason, _ in rejects] == [(2, "bad_value"), (7, "bad_value")]
-    assert "'line 7'" in rejects[1][2]
 
 
 def test_tabs_lower_case_months_and_odd_offsets_are_read():
