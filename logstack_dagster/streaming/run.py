@@ -549,12 +549,16 @@ def check_not_ingesting(paths: list[Path]) -> None:
         if not path.exists():
             continue
         with open(path, "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IngestBusy(f"another dataflow is ingesting this topic (lock {path})"
-                                 ) from None
+            _take(lock, path)
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _take(lock: IO[str], path: Path) -> None:
+    """Take the ingest lock `lock` (the file at `path`), or raise IngestBusy naming it."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise IngestBusy(f"another dataflow is ingesting this topic (lock {path})") from None
 
 
 @contextmanager
@@ -574,11 +578,7 @@ def _exclusive(lock_paths: list[Path], recovery: Path, workers: int) -> Iterator
         for lock_path in lock_paths:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             lock = held.enter_context(open(lock_path, "w"))
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IngestBusy(f"another dataflow is ingesting this topic (lock {lock_path})"
-                                 ) from None
+            _take(lock, lock_path)
             locks.append(lock)
         store = recovery / "db"
         if not store.exists():
