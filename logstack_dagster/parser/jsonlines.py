@@ -61,6 +61,9 @@ def _lookup(record: dict, keys, raw: bool = False):
 def _time(row: dict, value, line: str) -> None:
     if value is None:
         raise Reject("bad_timestamp", f"JSON line has no time field: {quote(line)}")
+    if isinstance(value, bool):  # a bool is an int to Python: `true` would be 1970
+        raise Reject("bad_timestamp", f"time {quote(str(value).lower())} is not a time: "
+                     f"{quote(line)}")
     try:
         if isinstance(value, (int, float)):
             row["event_time"] = datetime.fromtimestamp(value, tz=timezone.utc)

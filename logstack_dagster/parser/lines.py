@@ -27,7 +27,12 @@ def to_text(lines) -> pa.Array:
     except pa.ArrowInvalid:
         decoded = [None if b is None else bytes(b).decode("utf-8", "logstack_hex") for b in lines]
         text = pa.array(decoded, pa.string())
-    return pc.utf8_rtrim(text, characters="\r\n")
+    text = pc.utf8_rtrim(text, characters="\r\n")
+    # A byte order mark (Windows tools write one at the head of a file) is no part of the
+    # line: left in, it glued itself to the client address.
+    if pc.any(pc.starts_with(text, "\ufeff")).as_py():
+        text = pc.utf8_ltrim(text, characters="\ufeff")
+    return text
 
 
 def format_free_rejects(text: pa.Array, max_line_bytes: int) -> tuple[pa.Array, list]:

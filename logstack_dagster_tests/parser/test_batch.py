@@ -253,3 +253,8 @@ def test_a_line_cut_short_in_the_sample_does_not_make_a_combined_log_common():
 def test_a_common_log_with_a_few_combined_lines_stays_common():
     common = GOOD.split(b' "-" "ua"')[0]
     assert parse_lines([common] * 190 + [GOOD] * 10).format_name == "common"
+
+
+def test_a_byte_order_mark_is_no_part_of_the_line():
+    result = parse_lines(["\ufeff".encode() + GOOD, GOOD], "combined")
+    assert result.rows["ip"].to_pylist() == ["192.0.2.1", "192.0.2.1"]

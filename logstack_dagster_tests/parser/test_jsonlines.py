@@ -55,3 +55,10 @@ def test_json_no_column_can_hold_is_refused_alone():
     assert reasons == {1: "bad_json", 2: "bad_json", 3: "parser_error", 6: "parser_error"}
     assert result.rows["line_index"].to_pylist() == [0, 4, 5, 7]
     assert "surrogates not allowed" in result.rejects["message"].to_pylist()[2]
+
+
+def test_a_time_of_true_is_no_time():
+    """Python takes `true` for 1: the line became a request of 1970-01-01 00:00:01."""
+    line = b'{"remote_addr":"192.0.2.1","time":true,"request":"GET / HTTP/1.1","status":200}'
+    result = parse_lines([line], "json")
+    assert result.rejects["reason"].to_pylist() == ["bad_timestamp"]
