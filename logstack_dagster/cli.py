@@ -549,20 +549,10 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _materialize(args: argparse.Namespace, settings: Settings) -> int:
-    from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
-    from logstack_dagster.lake.layout import Lake, shown_hour
-    from logstack_dagster.lake.manifest import Manifest
-    from logstack_dagster.materialize import (
-        HoursHeldBack,
-        JobFailed,
-        lake_hour_lines,
-        materialize_hours,
-        open_instance,
-    )
+    from logstack_dagster.lake.layout import shown_hour
+    from logstack_dagster.materialize import materialize_hours, open_instance, topic_hour_lines
 
-    cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
-    lines = lake_hour_lines(list(
-        Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits()))
+    lines = topic_hour_lines(settings)
     outcome = materialize_hours(open_instance(settings.dagster_home), settings, sorted(lines))
 
     def skipped(hours) -> str:
@@ -582,10 +572,7 @@ def _materialize(args: argparse.Namespace, settings: Settings) -> int:
     for held in outcome.held:
         print(f"logstack materialize: held back {held.describe()}", file=sys.stderr)
     print(f"materialized the hourly metrics in {plural(len(outcome.run_ids), 'run')}")
-    if outcome.failures:
-        raise JobFailed(outcome.problem())
-    if outcome.held:
-        raise HoursHeldBack(outcome)
+    outcome.raise_problem()
     return 0
 
 

@@ -69,15 +69,10 @@ def run_demo(settings: Settings, log_file: Path | None, lines: int, fresh: bool)
 
 def materialize_lake(settings: Settings, instance=None) -> list[str]:
     """Build the hourly metrics of every hour the current topic's lake holds."""
-    from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
-    from logstack_dagster.lake.layout import Lake
-    from logstack_dagster.lake.manifest import Manifest
-    from logstack_dagster.materialize import lake_hours, open_instance, run_metrics
+    from logstack_dagster.materialize import open_instance, run_metrics, topic_hour_lines
 
-    cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
-    commits = list(Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits())
     instance = instance or open_instance(settings.dagster_home)
-    return run_metrics(instance, settings, lake_hours(commits))
+    return run_metrics(instance, settings, sorted(topic_hour_lines(settings)))
 
 
 def _account(settings: Settings, produced: int) -> int:

@@ -86,6 +86,13 @@ class MetricsOutcome:
     def ok(self) -> bool:
         return not self.held and not self.failures
 
+    def raise_problem(self) -> None:
+        """Raise JobFailed when a run failed, HoursHeldBack when a check held hours back."""
+        if self.failures:
+            raise JobFailed(self.problem())
+        if self.held:
+            raise HoursHeldBack(self)
+
     def problem(self) -> str:
         """One line saying what went wrong; empty when nothing did."""
         if self.failures:
@@ -115,10 +122,7 @@ def run_metrics(instance: DagsterInstance, settings: Settings,
     outcome = materialize_hours(instance, settings, hours)
     for hour in outcome.held:
         log.warning("held back %s", hour.describe())
-    if outcome.failures:
-        raise JobFailed(outcome.problem())
-    if outcome.held:
-        raise HoursHeldBack(outcome)
+    outcome.raise_problem()
     return outcome.run_ids
 
 
@@ -189,6 +193,17 @@ def _held_hours(result) -> list[HeldHour]:
 def lake_hours(commits: list[Commit]) -> list[datetime]:
     """The UTC hours that hold rows or quarantined lines in `commits`, sorted."""
     return sorted(lake_hour_lines(commits))
+
+
+def topic_hour_lines(settings: Settings) -> dict[datetime, int]:
+    """Rows and quarantined lines of each UTC hour the current topic's lake holds."""
+    from logstack_dagster.ingest.topic import resolve_cluster, topic_metadata
+    from logstack_dagster.lake.layout import Lake
+    from logstack_dagster.lake.manifest import Manifest
+
+    cluster_id = topic_metadata(resolve_cluster(settings), settings.topic)[0]
+    return lake_hour_lines(list(
+        Manifest(Lake.open(settings.lake), cluster_id, settings.topic).commits()))
 
 
 def lake_hour_lines(commits: list[Commit]) -> dict[datetime, int]:
